@@ -1,0 +1,1 @@
+"""The engine: rollout, replay buffer, training chunk, evaluation, driver loop."""

@@ -1,0 +1,119 @@
+"""Whole-episode replay on device.
+
+Episodes are padded to the env's episode_limit T and stored with a `mask` of
+real steps, as in PyMARL: obs/state/avail have T+1 entries (the observation
+after the last step is kept for bootstrapping), per-step arrays have T.
+Insertion is circular; sampling is uniform over stored episodes, without
+replacement inside one batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jlmarl.envs.base import EnvSpec
+
+
+@struct.dataclass
+class EpisodeBatch:
+    obs: jax.Array  # float32 [B, T+1, n, obs_dim]
+    state: jax.Array  # float32 [B, T+1, state_dim]
+    avail: jax.Array  # bool    [B, T+1, n, n_actions]
+    actions: jax.Array  # int32   [B, T, n]
+    reward: jax.Array  # float32 [B, T]
+    terminated: jax.Array  # bool    [B, T]
+    mask: jax.Array  # bool    [B, T]  step t was taken inside the episode
+
+    @property
+    def size(self) -> int:
+        return self.reward.shape[0]
+
+
+def episode_shapes(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-episode shape and dtype of every EpisodeBatch field."""
+    t, n = spec.episode_limit, spec.n_agents
+    return {
+        "obs": ((t + 1, n, spec.obs_dim), np.dtype(np.float32)),
+        "state": ((t + 1, spec.state_dim), np.dtype(np.float32)),
+        "avail": ((t + 1, n, spec.n_actions), np.dtype(np.bool_)),
+        "actions": ((t, n), np.dtype(np.int32)),
+        "reward": ((t,), np.dtype(np.float32)),
+        "terminated": ((t,), np.dtype(np.bool_)),
+        "mask": ((t,), np.dtype(np.bool_)),
+    }
+
+
+def episode_nbytes(spec: EnvSpec) -> int:
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in episode_shapes(spec).values())
+
+
+@struct.dataclass
+class EpisodeBuffer:
+    data: EpisodeBatch  # leading axis = capacity
+    pos: jax.Array  # int32 [], next slot to write
+    size: jax.Array  # int32 [], episodes stored
+
+    @property
+    def capacity(self) -> int:
+        return self.data.size
+
+
+def buffer_init(spec: EnvSpec, capacity: int) -> EpisodeBuffer:
+    fields = {k: jnp.zeros((capacity, *shape), dtype) for k, (shape, dtype) in episode_shapes(spec).items()}
+    return EpisodeBuffer(EpisodeBatch(**fields), pos=jnp.int32(0), size=jnp.int32(0))
+
+
+def buffer_add(buffer: EpisodeBuffer, episodes: EpisodeBatch) -> EpisodeBuffer:
+    """Writes N episodes at pos, pos+1, ... (mod capacity); N <= capacity."""
+    n, cap = episodes.size, buffer.capacity
+    if n > cap:
+        raise ValueError(f"cannot add {n} episodes to a buffer of {cap}")
+    idx = (buffer.pos + jnp.arange(n)) % cap
+    data = jax.tree.map(lambda d, e: d.at[idx].set(e), buffer.data, episodes)
+    return EpisodeBuffer(data, pos=(buffer.pos + n) % cap, size=jnp.minimum(buffer.size + n, cap))
+
+
+def buffer_sample(buffer: EpisodeBuffer, key: jax.Array, batch_size: int) -> EpisodeBatch:
+    """Uniform sample of distinct stored episodes (requires size >= batch_size)."""
+    scores = jax.random.uniform(key, (buffer.capacity,))
+    scores = jnp.where(jnp.arange(buffer.capacity) < buffer.size, scores, 2.0)
+    _, idx = jax.lax.top_k(-scores, batch_size)
+    return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def available_memory_bytes(device: jax.Device) -> tuple[int, str]:
+    """Free memory of the device the buffers will live on, and where it came from."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)), f"{device.platform} device memory"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available host RAM"
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"), "available host RAM"
+
+
+def check_buffer_fits(
+    spec: EnvSpec, capacity: int, num_seeds: int, device: jax.Device, fraction: float = 0.7
+) -> int:
+    """Raises MemoryError, before anything is allocated, if the buffers of all
+    seeds would take more than `fraction` of the free memory. Returns the bytes."""
+    per_episode = episode_nbytes(spec)
+    need = per_episode * capacity * num_seeds
+    free, where = available_memory_bytes(device)
+    if need > fraction * free:
+        raise MemoryError(
+            f"the replay buffer needs {need / 2**30:.2f} GiB ({num_seeds} seed(s) x buffer_size={capacity} "
+            f"episodes x {per_episode / 2**20:.2f} MiB per episode of {spec.episode_limit} steps on {spec.name}) "
+            f"but only {free / 2**30:.2f} GiB of {where} is free (at most {fraction:.0%} of it may be used); "
+            f"lower buffer_size (at most {int(fraction * free / (per_episode * num_seeds))} fits) or num_seeds"
+        )
+    return need

@@ -1,0 +1,1 @@
+"""Flax modules shared by the methods."""

@@ -1,0 +1,64 @@
+"""The recurrent agent shared by the value-decomposition family (PyMARL's RNNAgent).
+
+One set of parameters serves every agent; agents are told apart by a one-hot id
+in the input. Inputs per agent and step: [obs, onehot(last action), onehot(id)].
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class RNNAgent(nn.Module):
+    hidden_dim: int
+    n_actions: int
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """hidden [..., H], inputs [..., D] -> (hidden [..., H], q [..., n_actions])."""
+        x = nn.relu(nn.Dense(self.hidden_dim, name="fc1")(inputs))
+        hidden, y = nn.GRUCell(self.hidden_dim, name="gru")(hidden, x)
+        return hidden, nn.Dense(self.n_actions, name="fc2")(y)
+
+
+def agent_inputs(obs: jax.Array, last_action: jax.Array, n_actions: int) -> jax.Array:
+    """obs [..., n, obs_dim], last_action int [..., n] (-1 = none yet) -> [..., n, D]."""
+    n_agents = obs.shape[-2]
+    ids = jnp.broadcast_to(jnp.eye(n_agents, dtype=obs.dtype), (*obs.shape[:-2], n_agents, n_agents))
+    return jnp.concatenate([obs, jax.nn.one_hot(last_action, n_actions, dtype=obs.dtype), ids], axis=-1)
+
+
+def input_dim(obs_dim: int, n_actions: int, n_agents: int) -> int:
+    return obs_dim + n_actions + n_agents
+
+
+def episode_inputs(obs: jax.Array, actions: jax.Array, n_actions: int) -> jax.Array:
+    """Inputs for a whole padded episode batch.
+
+    obs [B, T+1, n, obs_dim], actions [B, T, n] -> [B, T+1, n, D]; the input at t
+    carries the action of t-1 (none at t=0).
+    """
+    none = jnp.full_like(actions[:, :1], -1)
+    last = jnp.concatenate([none, actions], axis=1)
+    return agent_inputs(obs, last, n_actions)
+
+
+def unroll(agent: RNNAgent, params, inputs: jax.Array) -> jax.Array:
+    """Runs the agent over time from a zero hidden state.
+
+    inputs [B, T, n, D] -> q [B, T, n, A]; time is the scanned axis.
+    """
+    b, _, n, _ = inputs.shape
+
+    def step(h, x):
+        return agent.apply(params, h, x)
+
+    _, qs = jax.lax.scan(step, jnp.zeros((b, n, agent.hidden_dim), inputs.dtype), jnp.swapaxes(inputs, 0, 1))
+    return jnp.swapaxes(qs, 0, 1)
+
+
+def masked_argmax(q: jax.Array, avail: jax.Array) -> jax.Array:
+    """Greedy action among the available ones; q, avail [..., A] -> int32 [...]."""
+    return jnp.argmax(jnp.where(avail, q, -jnp.inf), axis=-1).astype(jnp.int32)
