@@ -61,15 +61,27 @@ def validate(cfg: DictConfig) -> None:
         envs.check_name(cfg.env.name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    positive_ints = ["num_seeds", "num_envs", "total_steps", "test_interval", "test_episodes", "buffer_size",
-                     "batch_size", "episodes_per_update", "algo.target_update_interval", "algo.hidden_dim"]
+    positive_ints = [
+        "num_seeds",
+        "num_envs",
+        "total_steps",
+        "test_interval",
+        "test_episodes",
+        "buffer_size",
+        "batch_size",
+        "episodes_per_update",
+        "algo.target_update_interval",
+        "algo.hidden_dim",
+    ]
     for key in positive_ints:
         value = OmegaConf.select(cfg, key)
         _check(
             isinstance(value, int) and not isinstance(value, bool) and value > 0,
             f"{key} must be a positive integer, got {value!r}",
         )
-    _check(isinstance(cfg.seed, int) and cfg.seed >= 0, f"seed must be a non-negative integer, got {cfg.seed!r}")
+    _check(
+        isinstance(cfg.seed, int) and cfg.seed >= 0, f"seed must be a non-negative integer, got {cfg.seed!r}"
+    )
     a = cfg.algo
     _check(a.lr > 0, f"algo.lr must be > 0, got {a.lr}")
     _check(0 <= a.gamma <= 1, f"algo.gamma must be in [0, 1], got {a.gamma}")
@@ -79,10 +91,12 @@ def validate(cfg: DictConfig) -> None:
         _check(0 <= a[key] <= 1, f"algo.{key} must be in [0, 1], got {a[key]}")
     _check(
         cfg.batch_size <= cfg.buffer_size,
-        f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; lower batch_size or raise buffer_size",
+        f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
+        "lower batch_size or raise buffer_size",
     )
     _check(
         cfg.num_envs <= cfg.buffer_size,
-        f"num_envs={cfg.num_envs} exceeds buffer_size={cfg.buffer_size}: one chunk's episodes must fit the buffer",
+        f"num_envs={cfg.num_envs} exceeds buffer_size={cfg.buffer_size}; "
+        "one chunk's episodes must fit the buffer: raise buffer_size",
     )
     _check(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}")

@@ -79,8 +79,11 @@ def run(cfg: DictConfig) -> dict:
     all_due = np.ones(n_seeds, bool)
     chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), all_due).compile()
     compile_s = time.time() - t0
-    print(f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs; "
-          f"chunk compiled in {compile_s:.1f}s; run_dir={run_dir}", flush=True)
+    print(
+        f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs; "
+        f"chunk compiled in {compile_s:.1f}s; run_dir={run_dir}",
+        flush=True,
+    )
 
     log = MetricsLog(run_dir, n_seeds)
     averages = _Averages(n_seeds)
@@ -113,7 +116,9 @@ def run(cfg: DictConfig) -> dict:
         while (env_steps < total).any():
             due = (env_steps >= next_test) & (env_steps < total)
             carry, train_m, test_m = chunk(carry, np.int32(chunk_idx), np.bool_(True), due)
-            train_m, test_m, steps, episodes = jax.device_get((train_m, test_m, carry.env_steps, carry.episodes))
+            train_m, test_m, steps, episodes = jax.device_get(
+                (train_m, test_m, carry.env_steps, carry.episodes)
+            )
             chunk_idx += 1
             for k in np.flatnonzero(env_steps < total):
                 averages.add(k, train_m, engine.algo.metric_names)
@@ -134,7 +139,12 @@ def run(cfg: DictConfig) -> dict:
     if hasattr(engine.env, "payoff") and engine.algo.joint_q is not None:
         tables = q_tables(engine, carry, cfg.test_episodes, jax.random.PRNGKey(cfg.seed))
         (run_dir / "q_tables.json").write_text(json.dumps(tables, indent=1))
-    summary = {"run_dir": str(run_dir), "compile_s": compile_s, "wall_s": time.time() - t_start, "seeds": final}
+    summary = {
+        "run_dir": str(run_dir),
+        "compile_s": compile_s,
+        "wall_s": time.time() - t_start,
+        "seeds": final,
+    }
     _print_summary(summary, spec.info_keys)
     return summary
 
@@ -166,8 +176,10 @@ def _print_summary(summary: dict, info_keys) -> None:
         values = [s[name] for s in seeds]
         per_seed = ", ".join(f"{v:.3f}" for v in values)
         print(f"final {name}: {np.mean(values):.3f} (mean over {len(values)} seed(s): {per_seed})")
-    print(f"wall time {summary['wall_s']:.1f}s (compile {summary['compile_s']:.1f}s); "
-          f"metrics in {summary['run_dir']}/metrics/")
+    print(
+        f"wall time {summary['wall_s']:.1f}s (compile {summary['compile_s']:.1f}s); "
+        f"metrics in {summary['run_dir']}/metrics/"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

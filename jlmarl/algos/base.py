@@ -9,7 +9,8 @@ nothing else about any method.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -35,4 +36,4 @@ class Algo:
     metric_names: tuple[str, ...]
     # optional: (train_state, EpisodeBatch) -> (q_tot [B,T,A**n], q_agents [B,T,n,A]),
     # the joint value of every joint action at every step (matrix-game Q tables)
-    joint_q: Optional[Callable[..., tuple[jax.Array, jax.Array]]] = None
+    joint_q: Callable[..., tuple[jax.Array, jax.Array]] | None = None

@@ -98,7 +98,9 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
         )
 
     def act(ts, actor, obs, avail, key, env_steps, greedy):
-        hidden, q = agent.apply(ts.params["agent"], actor.hidden, agent_inputs(obs, actor.last_action, n_actions))
+        hidden, q = agent.apply(
+            ts.params["agent"], actor.hidden, agent_inputs(obs, actor.last_action, n_actions)
+        )
         if greedy:
             actions = masked_argmax(q, avail)
         else:
@@ -121,8 +123,12 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
             greedy = masked_argmax(jax.lax.stop_gradient(q_all), batch.avail)
             q_next = jnp.take_along_axis(q_target_all, greedy[..., None], axis=-1)[..., 0]
             targets = td_lambda_targets(
-                batch.reward, batch.terminated, batch.mask,
-                mix(ts.target_params["mixer"], q_next, batch.state), gamma, lam,
+                batch.reward,
+                batch.terminated,
+                batch.mask,
+                mix(ts.target_params["mixer"], q_next, batch.state),
+                gamma,
+                lam,
             )
             chosen = jnp.take_along_axis(q_all[:, :-1], batch.actions[..., None], axis=-1)[..., 0]
             q_tot = mix(params["mixer"], chosen, batch.state[:, :-1])
@@ -137,7 +143,7 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
         return ts.replace(params=params, opt_state=opt_state, updates=ts.updates + 1), metrics
 
     def target_update(ts):

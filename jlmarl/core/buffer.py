@@ -110,10 +110,11 @@ def check_buffer_fits(
     need = per_episode * capacity * num_seeds
     free, where = available_memory_bytes(device)
     if need > fraction * free:
+        fits = int(fraction * free / (per_episode * num_seeds))
         raise MemoryError(
             f"the replay buffer needs {need / 2**30:.2f} GiB ({num_seeds} seed(s) x buffer_size={capacity} "
-            f"episodes x {per_episode / 2**20:.2f} MiB per episode of {spec.episode_limit} steps on {spec.name}) "
-            f"but only {free / 2**30:.2f} GiB of {where} is free (at most {fraction:.0%} of it may be used); "
-            f"lower buffer_size (at most {int(fraction * free / (per_episode * num_seeds))} fits) or num_seeds"
+            f"episodes x {per_episode / 2**20:.2f} MiB per {spec.episode_limit}-step episode of {spec.name}) "
+            f"but only {free / 2**30:.2f} GiB of {where} is free (at most {fraction:.0%} may be used); "
+            f"lower buffer_size (at most {fits} fits) or num_seeds"
         )
     return need

@@ -50,7 +50,7 @@ class EngineConfig:
     test_episodes: int
 
     @classmethod
-    def from_cfg(cls, cfg) -> "EngineConfig":
+    def from_cfg(cls, cfg) -> EngineConfig:
         return cls(
             num_envs=int(cfg.num_envs),
             buffer_size=int(cfg.buffer_size),
@@ -122,7 +122,9 @@ class Engine:
 
     def evaluate_seed(self, c: SeedCarry) -> dict[str, jax.Array]:
         key = jax.random.fold_in(c.eval_key, c.evals)
-        _, stats = run_episodes(self.env, self.algo, c.train_state, key, self.cfg.test_episodes, c.env_steps, True)
+        _, stats = run_episodes(
+            self.env, self.algo, c.train_state, key, self.cfg.test_episodes, c.env_steps, True
+        )
         return summarize(stats, "test_")
 
     def _chunk(self, carry: SeedCarry, chunk_idx: jax.Array, do_train: jax.Array, eval_due: jax.Array):

@@ -18,7 +18,9 @@ from jlmarl.core.rollout import run_episodes
 def q_tables(engine: Engine, carry: SeedCarry, n_episodes: int, key: jax.Array) -> dict:
     env, algo = engine.env, engine.algo
     if algo.joint_q is None or not hasattr(env, "payoff"):
-        raise ValueError(f"q tables need a matrix env and an algo with joint_q ({env.spec.name}, {algo.name})")
+        raise ValueError(
+            f"q tables need a matrix env and an algo with joint_q ({env.spec.name}, {algo.name})"
+        )
     n_states, n_actions = env.payoff.shape[0], env.spec.n_actions
 
     def per_seed(c: SeedCarry):

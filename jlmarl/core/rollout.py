@@ -7,13 +7,28 @@ count neither as data nor as env steps.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jlmarl.algos.base import Algo
 from jlmarl.core.buffer import EpisodeBatch
-from jlmarl.envs.base import Env
+from jlmarl.envs.base import Env, random_actions
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformRandomPolicy:
+    """Acts uniformly over available actions (the `init_actor`/`act` part of the
+    Algo contract): the floor of collection throughput, and the behaviour policy
+    for offline data collection."""
+
+    def init_actor(self, n_envs: int) -> jax.Array:
+        return jnp.zeros((n_envs,))
+
+    def act(self, train_state, actor, obs, avail, key, env_steps, greedy):
+        return random_actions(key, avail), actor
 
 
 @struct.dataclass
@@ -25,7 +40,7 @@ class EpisodeStats:
 
 def run_episodes(
     env: Env,
-    algo: Algo,
+    algo: Algo | UniformRandomPolicy,
     train_state,
     key: jax.Array,
     n_envs: int,

@@ -32,13 +32,13 @@ class EnvSpec:
     state_dim: int
     n_actions: int
     episode_limit: int
-    # Keys of Timestep.info; each value is a scalar array (bool or float).
+    # Keys of Timestep.info; each value is a float32 scalar (flags such as `won` are 0/1).
     info_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
         for field in ("n_agents", "obs_dim", "state_dim", "n_actions", "episode_limit"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"EnvSpec.{field} must be a positive int, got {value!r}")
 
 

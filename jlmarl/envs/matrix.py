@@ -113,7 +113,12 @@ def matrix_three_state(episode_limit: int = 10) -> MatrixGame:
 
 def matrix_one_step() -> MatrixGame:
     return MatrixGame(
-        "matrix_one_step", QTRAN_PAYOFF, episode_limit=1, observe="constant", random_start=False, terminal=True
+        "matrix_one_step",
+        QTRAN_PAYOFF,
+        episode_limit=1,
+        observe="constant",
+        random_start=False,
+        terminal=True,
     )
 
 

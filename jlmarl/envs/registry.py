@@ -8,7 +8,7 @@ lacks) are registered as unsupported with the reason and the way out.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from jlmarl.envs.base import Env
 

@@ -8,8 +8,9 @@ Observed: each ally sees, for every other unit *within its sight range* (8-10
 map units by type), its health, relative position, last move and attack,
 weapon cooldown and type, plus its own health, absolute position, cooldown and
 type. Units out of sight, and dead units, read as zeros; a dead ally sees
-only zeros. Hidden from the agents: every unit out of sight range and the
-enemies' heuristic targets. The global state (jaxmarl's `world_state`) has
+only zeros. Hidden from the agents: every unit out of sight range, the
+enemies' heuristic targets (and their last actions if `see_enemy_actions` is
+False). The global state (jaxmarl's `world_state`) has
 every unit: health, absolute position, cooldown, type one-hot, then every
 unit's team and type.
 
@@ -19,11 +20,12 @@ Reward: jaxmarl's ally team reward (enemy health fraction removed, plus
 `max_steps` time limit. info `won` = all enemies dead with an ally alive (both
 teams dead at once is a draw, as in SMAC).
 
-Maps: every scenario jaxmarl registers, plus ours (SMAX unit indices:
+Maps: every scenario jaxmarl registers (its smacv2_<n>_units draw each unit
+from all six types, mixing races, unlike SMACv2), plus ours (SMAX unit indices:
 0 marine, 1 marauder, 2 stalker, 3 zealot, 4 zergling, 5 hydralisk):
 - corridor: 6 zealots vs 24 zerglings. SMAC's corridor terrain (the narrow
   passage that lets the zealots fight a few zerglings at a time) does not exist
-  in SMAX: this is the open 32x32 map, a much harder fight. 200 steps.
+  in SMAX: this is the open 32x32 map, where they can be surrounded. 200 steps.
 - 3s_vs_3z, 3s_vs_4z, 8m_vs_9m, 2m_vs_1z: SMAC's unit lists on SMAX's map.
 - protoss_5v5 (stalker/zealot), terran_5v5 (marine/marauder), zerg_5v5
   (zergling/hydralisk): SMACv2-style, with surround/reflect start positions and
@@ -40,6 +42,7 @@ import functools
 import inspect
 import io
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -91,15 +94,22 @@ UNSUPPORTED = {
     "so_many_baneling": "baneling",
     "2s_vs_1sc": "spine crawler",
 }
-# Fixed by the map or by the contract's discrete actions, so not constructor kwargs.
-_NOT_PASSED = {"scenario", "num_allies", "num_enemies", "smacv2_position_generation",
-               "smacv2_unit_type_generation", "action_type", "max_steps"}  # fmt: skip
+# Set by the map, or by the contract's discrete actions: not constructor kwargs.
+_NOT_PASSED = {
+    "scenario",
+    "num_allies",
+    "num_enemies",
+    "smacv2_position_generation",
+    "smacv2_unit_type_generation",
+    "action_type",
+    "max_steps",
+}
 
 
 class RaceUnitTypes:
-    """SMACv2-style unit types: allies drawn uniformly from `types`, enemies mirror them.
+    """SMACv2-style unit types: each ally drawn uniformly from `types`; enemies mirror the allies.
 
-    Replaces jaxmarl's `unit_type_generator`, which draws from all six types.
+    Replaces jaxmarl's `unit_type_generator`, which draws from all six SMAX types.
     Enemies beyond the allies' count (none on our maps) get fresh draws.
     """
 
@@ -107,37 +117,46 @@ class RaceUnitTypes:
         self.n_allies, self.n_enemies, self.types = n_allies, n_enemies, types
 
     def generate(self, key: jax.Array) -> jax.Array:
-        drawn = jax.random.choice(key, jnp.asarray(self.types, jnp.uint8), (max(self.n_allies, self.n_enemies),))
+        n = max(self.n_allies, self.n_enemies)
+        drawn = jax.random.choice(key, jnp.asarray(self.types, jnp.uint8), (n,))
         return jnp.concatenate([drawn[: self.n_allies], drawn[: self.n_enemies]])
+
+
+_IMPORT_LOCK = threading.Lock()
 
 
 def _import_jaxmarl_smax():
     # jaxmarl prints on import, after its mabrax module has reset sys.stdout/stderr to
-    # sys.__stdout__/__stderr__: redirect_stdout alone cannot silence it, so swap those too.
-    saved = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
-    sys.stdout = sys.__stdout__ = io.StringIO()
-    sys.__stderr__ = sys.stderr
-    try:
-        from jaxmarl.environments import smax
-    finally:
-        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved
-    return smax
+    # sys.__stdout__/__stderr__: redirect_stdout alone cannot silence it, so swap those too
+    # (under a lock: two threads swapping at once would leave stdout pointing at a buffer).
+    with _IMPORT_LOCK:
+        if "jaxmarl.environments.smax" not in sys.modules:
+            saved = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
+            sys.stdout = sys.__stdout__ = io.StringIO()
+            sys.__stderr__ = sys.stderr
+            try:
+                import jaxmarl.environments.smax  # noqa: F401
+            finally:
+                sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved
+    return sys.modules["jaxmarl.environments.smax"]
 
 
 class SmaxEnv:
-    """`HeuristicEnemySMAX` on `map_name`; extra kwargs go to jaxmarl's SMAX / HeuristicEnemySMAX."""
+    """`HeuristicEnemySMAX` on `map_name`; other kwargs go to jaxmarl's SMAX / HeuristicEnemySMAX."""
 
     def __init__(self, map_name: str, max_steps: int | None = None, reward_scale: float = 10.0, **kwargs):
         smax = _import_jaxmarl_smax()
-        accepted = (
-            set(inspect.signature(smax.SMAX.__init__).parameters)
-            | set(inspect.signature(smax.HeuristicEnemySMAX.__init__).parameters)
-        ) - _NOT_PASSED - {"self", "env_kwargs"}
+        accepted = {
+            p
+            for cls in (smax.SMAX, smax.HeuristicEnemySMAX)
+            for p in inspect.signature(cls.__init__).parameters
+            if p not in _NOT_PASSED | {"self", "env_kwargs"}
+        }
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             raise TypeError(
-                f"smax_{map_name}: unexpected keyword argument(s) {unknown}; "
-                f"accepted: map_name, max_steps, reward_scale, {', '.join(sorted(accepted))}"
+                f"smax_{map_name}: unexpected keyword argument(s) {', '.join(unknown)}; "
+                f"accepted: max_steps, reward_scale, {', '.join(sorted(accepted))}"
             )
         if max_steps is None:
             max_steps = MAX_STEPS.get(map_name, DEFAULT_MAX_STEPS)
@@ -150,7 +169,7 @@ class SmaxEnv:
             scenario = smax.Scenario(types, len(allies), len(enemies), False, False)
         elif map_name in RACE_MAPS:
             n_allies, n_enemies, _ = RACE_MAPS[map_name]
-            types = jnp.zeros(n_allies + n_enemies, jnp.uint8)  # replaced per episode
+            types = jnp.zeros(n_allies + n_enemies, jnp.uint8)  # drawn per episode instead
             scenario = smax.Scenario(types, n_allies, n_enemies, True, True)
         else:
             raise ValueError(f"unknown SMAX map {map_name!r}; maps: {', '.join(MAP_NAMES)}")
@@ -158,48 +177,65 @@ class SmaxEnv:
         self.map_name = map_name
         self.reward_scale = float(reward_scale)
         self.jaxmarl_env = smax.HeuristicEnemySMAX(scenario=scenario, max_steps=max_steps, **kwargs)
-        inner = self.jaxmarl_env._env
+        inner = self.jaxmarl_env._env  # the wrapper forwards reads, not writes
         if map_name in RACE_MAPS:
-            inner.unit_type_generator = RaceUnitTypes(inner.num_allies, inner.num_enemies, RACE_MAPS[map_name][2])
-        self.n_allies = inner.num_allies
+            inner.unit_type_generator = RaceUnitTypes(
+                inner.num_allies, inner.num_enemies, RACE_MAPS[map_name][2]
+            )
         self.spec = EnvSpec(
             name=f"smax_{map_name}",
             n_agents=inner.num_allies,
             obs_dim=inner.obs_size,
-            state_dim=inner.state_size,
+            state_dim=inner.num_agents * len(inner.own_features),
             n_actions=inner.num_ally_actions,
             episode_limit=int(max_steps),
             info_keys=("won",),
         )
 
-    def _timestep(self, env_state, obs, reward=0.0, first=False):
-        env = self.jaxmarl_env
-        avail = env.get_avail_actions(env_state)
-        arrays = dict(
-            obs=jnp.stack([obs[a] for a in env.agents]),
-            state=obs["world_state"],
-            avail=jnp.stack([avail[a] for a in env.agents]),
+    def _global_state(self, world_state: jax.Array) -> jax.Array:
+        """jaxmarl's world_state with positions in [-1, 1] around the map centre and
+        cooldowns clipped at 0; the trailing team and type integers are dropped
+        (teams are fixed by unit order, types are already one-hot). Raw map
+        coordinates (0..32) would blow up QMIX's hypernetworks."""
+        inner = self.jaxmarl_env._env
+        n_units, n_feat = inner.num_agents, len(inner.own_features)
+        f = world_state[: n_units * n_feat].reshape(n_units, n_feat)
+        half = jnp.array([inner.map_width, inner.map_height], jnp.float32) / 2
+        alive = f[:, :1] > 0  # dead units read as all zeros; keep them so
+        pos = jnp.where(alive, (f[:, 1:3] - half) / half, 0.0)
+        return jnp.concatenate([f[:, :1], pos, jnp.maximum(f[:, 3:4], 0.0), f[:, 4:]], axis=-1).reshape(-1)
+
+    def _observe(self, env_state, obs) -> dict:
+        agents = self.jaxmarl_env.agents
+        avail = self.jaxmarl_env.get_avail_actions(env_state)
+        return dict(
+            obs=jnp.stack([obs[a] for a in agents]),
+            state=self._global_state(obs["world_state"]),
+            avail=jnp.stack([avail[a] for a in agents]),
         )
-        if first:
-            return make_timestep(self.spec, **arrays)
-        alive = env_state.state.unit_alive
-        allies_dead = ~jnp.any(alive[: self.n_allies])
-        enemies_dead = ~jnp.any(alive[self.n_allies :])
-        terminated = allies_dead | enemies_dead
-        truncated = (env_state.state.step >= self.spec.episode_limit) & ~terminated
-        won = enemies_dead & ~allies_dead
-        return make_timestep(self.spec, **arrays, reward=reward, terminated=terminated,
-                             truncated=truncated, info={"won": won})  # fmt: skip
 
     def reset(self, key: jax.Array):
         obs, env_state = self.jaxmarl_env.reset(key)
-        return env_state, self._timestep(env_state, obs, first=True)
+        return env_state, make_timestep(self.spec, **self._observe(env_state, obs))
 
     def step(self, key: jax.Array, env_state, actions: jax.Array):
-        env = self.jaxmarl_env
-        # step_env, not step: jaxmarl's step auto-resets, which AutoReset does for us.
-        obs, env_state, rewards, _, _ = env.step_env(key, env_state, {a: actions[i] for i, a in enumerate(env.agents)})
-        return env_state, self._timestep(env_state, obs, rewards[env.agents[0]] * self.reward_scale)
+        agents = self.jaxmarl_env.agents
+        # step_env, not step: jaxmarl's step auto-resets, which is AutoReset's job here.
+        obs, env_state, rewards, _, _ = self.jaxmarl_env.step_env(
+            key, env_state, {a: actions[i] for i, a in enumerate(agents)}
+        )
+        n = self.spec.n_agents
+        allies_dead = ~jnp.any(env_state.state.unit_alive[:n])
+        enemies_dead = ~jnp.any(env_state.state.unit_alive[n:])
+        terminated = allies_dead | enemies_dead
+        return env_state, make_timestep(
+            self.spec,
+            **self._observe(env_state, obs),
+            reward=rewards[agents[0]] * self.reward_scale,  # the team reward, the same for every ally
+            terminated=terminated,
+            truncated=(env_state.state.step >= self.spec.episode_limit) & ~terminated,
+            info={"won": enemies_dead & ~allies_dead},  # both teams dead at once is a draw
+        )
 
 
 MAP_NAMES = JAXMARL_MAPS + tuple(FIXED_MAPS) + tuple(RACE_MAPS)

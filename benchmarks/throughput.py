@@ -1,0 +1,141 @@
+"""Engine throughput: env-only, collection and full QMIX training, in env steps/s.
+
+    python benchmarks/throughput.py [--envs smax_3m smax_corridor] [--num-envs 8 64 512]
+                                    [--num-seeds 1 8] [--json PATH]
+
+For every (env, num_envs, num_seeds):
+  env_only_sps  the episode rollout with uniformly random valid actions (the floor
+                of what collection can reach: same rollout code, no network)
+  collect_sps   the rollout acting through the QMIX agent network (epsilon-greedy), no updates
+  train_sps     the full compiled chunk (collect, store, K = num_envs/8 updates of 128
+                episodes, target update), with training active
+  chunk_compile_s  compile time of that chunk
+and where one chunk's time goes: env (env-only time), acting (collect - env),
+updates (train - collect). Steps are real env steps summed over seeds; padding
+after an episode ends is not counted. The buffer holds max(num_envs, 128)
+episodes per seed (capacity does not change the per-chunk work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jlmarl.config import load_config
+from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
+from jlmarl.train import build
+
+
+def timed(fn, *args, min_reps=2, budget_s=8.0):
+    """Mean seconds per call after one warm-up call (compile excluded)."""
+    jax.block_until_ready(fn(*args))
+    reps, start = 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - start < budget_s:
+        out = jax.block_until_ready(fn(*args))
+        reps += 1
+        if reps >= 50:
+            break
+    return (time.perf_counter() - start) / reps, out
+
+
+def measure(env_name: str, num_envs: int, num_seeds: int) -> dict:
+    cfg = load_config(
+        [
+            "algo=qmix",
+            f"env={env_name}",
+            f"num_envs={num_envs}",
+            f"num_seeds={num_seeds}",
+            f"buffer_size={max(num_envs, 128)}",
+            "batch_size=128",
+            "run_dir=/tmp/unused",
+        ]
+    )
+    engine = build(cfg)
+    keys = engine.seed_keys(range(num_seeds))
+    carry = engine.init(keys)
+    env, algo = engine.env, engine.algo
+
+    def rollout_steps(policy):
+        def per_seed(ts, key):
+            _, stats = run_episodes(env, policy, ts, key, num_envs, 0, False)
+            return stats.lengths.sum()
+
+        return jax.jit(lambda ts, k: jax.vmap(per_seed)(ts, k).sum())
+
+    env_s, env_steps = timed(rollout_steps(UniformRandomPolicy()), carry.train_state, keys)
+    col_s, col_steps = timed(rollout_steps(algo), carry.train_state, keys)
+
+    # Start at the first chunk index where training is on, so every timed chunk updates.
+    first = math.ceil(cfg.batch_size / num_envs)
+    due = np.zeros(num_seeds, bool)
+    t0 = time.perf_counter()
+    chunk = engine.chunk.lower(carry, np.int32(first), np.bool_(True), due).compile()
+    compile_s = time.perf_counter() - t0
+    carry, _, _ = chunk(carry, np.int32(first), np.bool_(True), due)
+    jax.block_until_ready(carry)
+    reps, steps, start = 0, 0, time.perf_counter()
+    while reps < 2 or (time.perf_counter() - start < 8.0 and reps < 50):
+        before = int(carry.env_steps.sum())
+        carry, _, _ = chunk(carry, np.int32(first + 1 + reps), np.bool_(True), due)
+        steps += int(carry.env_steps.sum()) - before
+        reps += 1
+    train_s = (time.perf_counter() - start) / reps
+    return {
+        "env": env_name,
+        "num_envs": num_envs,
+        "num_seeds": num_seeds,
+        "env_only_sps": float(env_steps) / env_s,
+        "collect_sps": float(col_steps) / col_s,
+        "train_sps": steps / reps / train_s,
+        "chunk_compile_s": compile_s,
+        "chunk_s": train_s,
+        "env_s": env_s,
+        "acting_s": max(col_s - env_s, 0.0),
+        "updates_s": max(train_s - col_s, 0.0),
+        "updates_per_chunk": engine.cfg.updates_per_chunk,
+        "device": jax.devices()[0].device_kind,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--envs", nargs="+", default=["smax_3m", "smax_corridor"])
+    parser.add_argument("--num-envs", nargs="+", type=int, default=[8, 64, 512])
+    parser.add_argument("--num-seeds", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--json", type=Path, default=None, help="write the records here (a JSON list)")
+    args = parser.parse_args()
+
+    header = (
+        f"{'env':<14} {'envs':>5} {'seeds':>5} {'env-only/s':>11} {'collect/s':>10} {'coll/env':>8} "
+        f"{'train/s':>9} {'compile s':>9} {'chunk s':>8} {'env%':>5} {'act%':>5} {'upd%':>5}"
+    )
+    print(header, flush=True)
+    records = []
+    for env_name in args.envs:
+        for num_envs in args.num_envs:
+            for num_seeds in args.num_seeds:
+                r = measure(env_name, num_envs, num_seeds)
+                records.append(r)
+                split = [100 * r[k] / r["chunk_s"] for k in ("env_s", "acting_s", "updates_s")]
+                print(
+                    f"{r['env']:<14} {num_envs:>5} {num_seeds:>5} {r['env_only_sps']:>11.0f} "
+                    f"{r['collect_sps']:>10.0f} {r['collect_sps'] / r['env_only_sps']:>8.2f} "
+                    f"{r['train_sps']:>9.0f} {r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
+                    f"{split[0]:>5.0f} {split[1]:>5.0f} {split[2]:>5.0f}",
+                    flush=True,
+                )
+                if args.json:
+                    args.json.parent.mkdir(parents=True, exist_ok=True)
+                    args.json.write_text(json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+import os
+
+# Tests run on CPU with deterministic, small programs.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+from jlmarl.config import load_config  # noqa: E402
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Composes the real Hydra config with overrides; run_dir inside tmp_path."""
+
+    def make(*overrides, run_name="run"):
+        return load_config([f"run_dir={tmp_path / run_name}", "progress=false", *overrides])
+
+    return make

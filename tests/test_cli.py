@@ -1,0 +1,106 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+
+def train(*args, cwd=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "jlmarl.train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["algo=nope"], "unknown algo='nope'; valid names: iql, vdn, qmix"),
+        (["env=nope"], "unknown env='nope'; valid names: matrix_one_step, matrix_three_state, smax_"),
+        (["env=smax_MMM2"], "env=smax_MMM2 is not supported"),
+        (["algo.gamma=2"], "algo.gamma must be in [0, 1], got 2"),
+        (["batch_size=10", "buffer_size=5"], "batch_size=10 exceeds buffer_size=5"),
+        (["no_such_key=1"], "bad override"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(args, expected, tmp_path):
+    result = train(*args, f"run_dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert not (tmp_path / "r").exists()  # nothing written before the config is known good
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    (tmp_path / "r" / "metrics").mkdir(parents=True)
+    (tmp_path / "r" / "metrics" / "seed_0.jsonl").write_text("precious\n")
+    result = train("env=matrix_one_step", f"run_dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (tmp_path / "r" / "metrics" / "seed_0.jsonl").read_text() == "precious\n"
+
+
+def test_matrix_run_writes_config_metrics_and_q_tables(tmp_path):
+    run_dir = tmp_path / "m"
+    result = train(
+        "algo=qmix",
+        "env=matrix_three_state",
+        "num_seeds=2",
+        "total_steps=800",
+        "num_envs=8",
+        "batch_size=16",
+        "test_interval=400",
+        "test_episodes=4",
+        "progress=false",
+        f"run_dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "final test_return_mean" in result.stdout
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["algo"]["name"] == "qmix" and cfg["env"]["name"] == "matrix_three_state"
+    assert cfg["run_dir"] == str(run_dir)
+    for k in range(2):
+        lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        assert [x["seed"] for x in lines] == [k] * len(lines)
+        steps = [x["env_steps"] for x in lines]
+        assert steps == sorted(steps) and steps[-1] >= 800
+        assert all({"env_steps", "wall_s", "test_return_mean", "test_ep_length"} <= set(x) for x in lines)
+        assert "loss" in lines[-1]
+    tables = json.loads((run_dir / "q_tables.json").read_text())
+    np.testing.assert_array_equal(tables["payoff"][1], [[-1, 0, 0], [0, 1, 0], [0, 0, 0]])
+    assert len(tables["seeds"]) == 2
+    for seed in tables["seeds"]:
+        assert len(seed["states"]) == 3
+        for state in seed["states"]:
+            q = np.array(state["q_tot"])
+            assert q.shape == (3, 3) and np.isfinite(q).all()
+            assert list(np.unravel_index(np.argmax(q), q.shape)) == state["greedy"]
+            assert np.array(state["q_agents"]).shape == (2, 3)
+
+
+def test_smax_run_reports_win_rate(tmp_path):
+    result = train(
+        "algo=qmix",
+        "env=smax_3m",
+        "total_steps=150",
+        "num_envs=4",
+        "batch_size=4",
+        "test_interval=100",
+        "test_episodes=2",
+        "progress=false",
+        f"run_dir={tmp_path / 's'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "final test_win_rate" in result.stdout
+    line = json.loads((tmp_path / "s" / "metrics" / "seed_0.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= line["test_win_rate"] <= 1.0 and "win_rate" in line

@@ -1,0 +1,73 @@
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from jlmarl import algos
+from jlmarl.core.engine import Engine, EngineConfig
+from jlmarl.envs.matrix import MatrixGame
+from jlmarl.train import run
+
+TIMING = {"wall_s", "env_steps_per_s"}
+TINY = [
+    "env=matrix_three_state",
+    "total_steps=1200",
+    "num_envs=8",
+    "batch_size=16",
+    "test_interval=400",
+    "test_episodes=4",
+]
+
+
+def read_metrics(run_dir, k):
+    lines = (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()
+    return [{key: v for key, v in json.loads(line).items() if key not in TIMING} for line in lines]
+
+
+def test_same_seed_gives_identical_metrics(make_cfg):
+    a = make_cfg("algo=qmix", *TINY, run_name="a")
+    b = make_cfg("algo=qmix", *TINY, run_name="b")
+    run(a)
+    run(b)
+    ma, mb = read_metrics(Path(a.run_dir), 0), read_metrics(Path(b.run_dir), 0)
+    assert len(ma) >= 3
+    assert ma == mb
+    assert {"env_steps", "loss", "test_return_mean", "test_ep_length", "return_mean"} <= set(ma[-1])
+    assert ma[-1]["env_steps"] >= 1200
+
+
+def test_seed_k_of_a_sweep_equals_a_lone_run_with_that_seed(make_cfg):
+    sweep = make_cfg("algo=vdn", "num_seeds=2", "seed=3", *TINY, run_name="sweep")
+    lone = make_cfg("algo=vdn", "num_seeds=1", "seed=4", *TINY, run_name="lone")
+    run(sweep)
+    run(lone)
+
+    swept, alone = read_metrics(Path(sweep.run_dir), 1), read_metrics(Path(lone.run_dir), 0)
+    for x, y in zip(swept, alone, strict=True):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_allclose(x[key], y[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert read_metrics(Path(sweep.run_dir), 0) != swept  # the two seeds differ
+
+
+def test_vdn_learns_a_cooperative_one_state_game(make_cfg):
+    payoff = np.array([[[10.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 5.0]]])
+    env = MatrixGame("coop", payoff, episode_limit=1, observe="constant", random_start=False, terminal=True)
+    cfg = make_cfg(
+        "algo=vdn",
+        "env=matrix_one_step",
+        "num_envs=32",
+        "batch_size=32",
+        "buffer_size=512",
+        "test_episodes=8",
+        "algo.epsilon_anneal_steps=1000",
+    )
+    algo = algos.build("vdn", env.spec, OmegaConf.to_container(cfg.algo))
+    engine = Engine(env, algo, EngineConfig.from_cfg(cfg))
+    carry = engine.init(engine.seed_keys([0]))
+    due = np.zeros(1, bool)
+    for i in range(60):
+        carry, _, _ = engine.chunk(carry, np.int32(i), np.bool_(True), due)
+    _, _, test = engine.chunk(carry, np.int32(60), np.bool_(False), np.ones(1, bool))
+    assert float(test["test_return_mean"][0]) == 10.0
