@@ -70,6 +70,7 @@ def validate(cfg: DictConfig) -> None:
         "buffer_size",
         "batch_size",
         "episodes_per_update",
+        "time_buckets",
         "algo.target_update_interval",
         "algo.hidden_dim",
     ]

@@ -90,7 +90,9 @@ def run(cfg: DictConfig) -> dict:
     bar = _progress_bar(cfg)
     env_steps = np.zeros(n_seeds, np.int64)
     next_test = np.zeros(n_seeds, np.int64)
-    last_logged = [(-1, t_start)] * n_seeds  # (env_steps, wall) of each seed's last line
+    last_logged = [
+        (-1, time.time())
+    ] * n_seeds  # (env_steps, wall) of each seed's last line; compile excluded
     final = [dict() for _ in range(n_seeds)]
     chunk_idx = 0
 

@@ -1,11 +1,15 @@
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from omegaconf import OmegaConf
 
 from jlmarl import algos
 from jlmarl.core.engine import Engine, EngineConfig
+from jlmarl.core.rollout import run_episodes
+from jlmarl.envs import matrix
 from jlmarl.envs.matrix import MatrixGame
 from jlmarl.train import run
 
@@ -71,3 +75,26 @@ def test_vdn_learns_a_cooperative_one_state_game(make_cfg):
         carry, _, _ = engine.chunk(carry, np.int32(i), np.bool_(True), due)
     _, _, test = engine.chunk(carry, np.int32(60), np.bool_(False), np.ones(1, bool))
     assert float(test["test_return_mean"][0]) == 10.0
+
+
+def test_time_buckets_cut_only_padding(make_cfg):
+    """An update on episodes padded far past their end equals one on the cut batch."""
+    cfg = make_cfg("algo=qmix", "env=matrix_three_state")
+    env = MatrixGame("padded", matrix.THREE_STATE_PAYOFF, episode_limit=10)
+    algo = algos.build("qmix", env.spec, OmegaConf.to_container(cfg.algo))
+    engine = Engine(env, algo, EngineConfig.from_cfg(cfg))
+    assert engine.bucket_lengths() == [3, 5, 8, 10]
+    ts = algo.init(jax.random.PRNGKey(0))
+    batch, _ = run_episodes(env, algo, ts, jax.random.PRNGKey(1), 16, 0, False)
+
+    def pad(x, extra):  # 7 more steps of padding (mask false) after every episode
+        widths = [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2)
+        return jnp.pad(x, widths)
+
+    padded = jax.tree.map(lambda x: pad(x, 7), batch)
+    assert padded.mask.shape == (16, 17) and padded.truncate(10).mask.shape == (16, 10)
+    full, m_full = jax.jit(algo.update)(ts, padded, jax.random.PRNGKey(2))
+    cut, m_cut = jax.jit(algo.update)(ts, padded.truncate(10), jax.random.PRNGKey(2))
+    np.testing.assert_allclose(m_full["loss"], m_cut["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(cut.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

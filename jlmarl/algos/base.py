@@ -28,7 +28,9 @@ class Algo:
     # (train_state, actor_state, obs [N,n,obs], avail [N,n,A], key, env_steps [], greedy: static bool)
     #   -> (actions int32 [N,n], actor_state). Decentralised by construction: no global state.
     act: Callable[..., tuple[jax.Array, ActorState]]
-    # (train_state, EpisodeBatch, key) -> (train_state, metrics: flat dict of scalars)
+    # (train_state, EpisodeBatch, key) -> (train_state, metrics: flat dict of scalars). The
+    # batch's time axis may be shorter than the episode limit (engine time buckets): derive
+    # T from the arrays, never from the spec.
     update: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
     # train_state -> train_state, called every `target_update_interval` episodes
     target_update: Callable[[TrainState], TrainState]

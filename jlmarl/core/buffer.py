@@ -33,6 +33,13 @@ class EpisodeBatch:
     def size(self) -> int:
         return self.reward.shape[0]
 
+    def truncate(self, steps: int) -> EpisodeBatch:
+        """The first `steps` steps (and steps+1 observations); exact for every episode
+        no longer than `steps`, whose later entries are all padding."""
+        obs_like = {k: getattr(self, k)[:, : steps + 1] for k in ("obs", "state", "avail")}
+        step_like = {k: getattr(self, k)[:, :steps] for k in ("actions", "reward", "terminated", "mask")}
+        return EpisodeBatch(**obs_like, **step_like)
+
 
 def episode_shapes(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Per-episode shape and dtype of every EpisodeBatch field."""

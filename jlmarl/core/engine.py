@@ -48,6 +48,7 @@ class EngineConfig:
     updates_per_chunk: int
     target_update_interval: int  # episodes
     test_episodes: int
+    time_buckets: int = 1  # static batch lengths an update may be cut to (see _update_all)
 
     @classmethod
     def from_cfg(cls, cfg) -> EngineConfig:
@@ -58,6 +59,7 @@ class EngineConfig:
             updates_per_chunk=max(1, int(cfg.num_envs) // int(cfg.episodes_per_update)),
             target_update_interval=int(cfg.algo.target_update_interval),
             test_episodes=int(cfg.test_episodes),
+            time_buckets=int(cfg.time_buckets),
         )
 
 
@@ -85,40 +87,66 @@ class Engine:
             evals=zero,
         )
 
-    def _train_seed(self, c: SeedCarry, chunk_idx: jax.Array):
-        cfg, algo = self.cfg, self.algo
-        key, k_roll, k_upd = jax.random.split(c.key, 3)
-        batch, stats = run_episodes(self.env, algo, c.train_state, k_roll, cfg.num_envs, c.env_steps, False)
-        buffer = buffer_add(c.buffer, batch)
-        episodes_before = chunk_idx * cfg.num_envs
-        episodes_after = episodes_before + cfg.num_envs
-
-        def one_update(ts, k):
-            k_sample, k_update = jax.random.split(k)
-            return algo.update(ts, buffer_sample(buffer, k_sample, cfg.batch_size), k_update)
-
-        def updates(ts):
-            ts, metrics = jax.lax.scan(one_update, ts, jax.random.split(k_upd, cfg.updates_per_chunk))
-            return ts, jax.tree.map(jnp.mean, metrics)
-
-        def no_updates(ts):
-            return ts, {k: jnp.float32(0.0) for k in algo.metric_names}
-
-        can_train = episodes_after >= cfg.batch_size
-        ts, metrics = jax.lax.cond(can_train, updates, no_updates, c.train_state)
-        interval = cfg.target_update_interval
-        target_due = episodes_after // interval > episodes_before // interval
-        ts = jax.lax.cond(target_due, algo.target_update, lambda t: t, ts)
-
-        metrics = {**summarize(stats), **metrics, "trained": can_train.astype(jnp.float32)}
+    def _collect_seed(self, c: SeedCarry):
+        key, k_roll = jax.random.split(c.key)
+        batch, stats = run_episodes(
+            self.env, self.algo, c.train_state, k_roll, self.cfg.num_envs, c.env_steps, False
+        )
         carry = c.replace(
-            train_state=ts,
-            buffer=buffer,
+            buffer=buffer_add(c.buffer, batch),
             key=key,
             env_steps=c.env_steps + stats.lengths.sum(),
-            episodes=c.episodes + cfg.num_envs,
+            episodes=c.episodes + self.cfg.num_envs,
         )
-        return carry, metrics
+        return carry, summarize(stats)
+
+    def _update_all(self, carry: SeedCarry):
+        """updates_per_chunk gradient steps for every seed.
+
+        Episodes are padded to the env's limit, but most end far earlier. The batches of
+        all seeds are sampled first; the longest sampled episode picks the shortest of
+        `time_buckets` static lengths covering it (one compiled update per length,
+        chosen by lax.switch outside the seed vmap), and the update sees batches cut to
+        that length. Cutting drops only padding, so the maths is unchanged; the float
+        rounding of sums over time can differ between lengths, which is why a seed of a
+        sweep matches a lone run bit for bit only with time_buckets=1."""
+        cfg, algo = self.cfg, self.algo
+        sample = jax.vmap(buffer_sample, in_axes=(0, 0, None))
+        lengths = self.bucket_lengths()
+        branches = [jax.vmap(lambda ts, b, k, t=t: algo.update(ts, b.truncate(t), k)) for t in lengths]
+
+        def one_update(c, _):
+            keys = jax.vmap(lambda k: jax.random.split(k, 3))(c.key)  # [S, 3, key]
+            batch = sample(c.buffer, keys[:, 1], cfg.batch_size)
+            longest = batch.mask.sum(axis=-1).max()  # over every seed and episode
+            bucket = jnp.searchsorted(jnp.asarray(lengths), longest)
+            ts, metrics = jax.lax.switch(bucket, branches, c.train_state, batch, keys[:, 2])
+            return c.replace(train_state=ts, key=keys[:, 0]), metrics
+
+        carry, metrics = jax.lax.scan(one_update, carry, length=cfg.updates_per_chunk)
+        return carry, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    def bucket_lengths(self) -> list[int]:
+        limit, n = self.env.spec.episode_limit, self.cfg.time_buckets
+        return sorted({-(-limit * (i + 1) // n) for i in range(n)})
+
+    def _train(self, carry: SeedCarry, chunk_idx: jax.Array):
+        cfg, algo = self.cfg, self.algo
+        carry, rollout_metrics = jax.vmap(self._collect_seed)(carry)
+        episodes_before = chunk_idx * cfg.num_envs
+        episodes_after = episodes_before + cfg.num_envs
+        n_seeds = carry.env_steps.shape[0]
+
+        def no_updates(c):
+            return c, {k: jnp.zeros((n_seeds,), jnp.float32) for k in algo.metric_names}
+
+        can_train = episodes_after >= cfg.batch_size
+        carry, update_metrics = jax.lax.cond(can_train, self._update_all, no_updates, carry)
+        interval = cfg.target_update_interval
+        target_due = episodes_after // interval > episodes_before // interval
+        ts = jax.lax.cond(target_due, jax.vmap(algo.target_update), lambda t: t, carry.train_state)
+        trained = jnp.full((n_seeds,), can_train, jnp.float32)
+        return carry.replace(train_state=ts), {**rollout_metrics, **update_metrics, "trained": trained}
 
     def evaluate_seed(self, c: SeedCarry) -> dict[str, jax.Array]:
         key = jax.random.fold_in(c.eval_key, c.evals)
@@ -130,13 +158,14 @@ class Engine:
     def _chunk(self, carry: SeedCarry, chunk_idx: jax.Array, do_train: jax.Array, eval_due: jax.Array):
         """carry: SeedCarry with a leading seed axis; chunk_idx, do_train: scalars
         shared by all seeds; eval_due: bool [num_seeds]."""
-        train = jax.vmap(self._train_seed, in_axes=(0, None))
 
         def skip_training(c):
-            shapes = jax.eval_shape(train, c, chunk_idx)[1]
+            shapes = jax.eval_shape(self._train, c, chunk_idx)[1]
             return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        carry, train_metrics = jax.lax.cond(do_train, lambda c: train(c, chunk_idx), skip_training, carry)
+        carry, train_metrics = jax.lax.cond(
+            do_train, lambda c: self._train(c, chunk_idx), skip_training, carry
+        )
         evaluate = jax.vmap(self.evaluate_seed)
 
         def no_eval(c):

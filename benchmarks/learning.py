@@ -1,0 +1,126 @@
+"""Learning benchmark: test win rate against env steps and wall-clock time.
+
+    python benchmarks/learning.py [--algos qmix vdn] [--env smax_3m] [--seeds 3]
+                                  [--steps 1000000] [--json PATH] [key=value ...]
+
+Trains each algorithm through the normal CLI path (all seeds vmapped in one run,
+default hyperparameters unless overridden by trailing key=value), then prints,
+per algorithm, the mean test win rate over seeds at every 100k env steps, when
+the mean first reached 0.9 (env steps and wall-clock seconds), and writes the
+per-seed curves as JSON. Evaluation points are matched across seeds by index
+(every seed evaluates at its first chunk past each multiple of test_interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jlmarl.config import load_config
+from jlmarl.train import run
+
+
+def curves(run_dir: Path, n_seeds: int, metric: str) -> dict:
+    per_seed = []
+    for k in range(n_seeds):
+        lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        per_seed.append({key: [x.get(key) for x in lines] for key in ("env_steps", "wall_s", metric)})
+    n = min(len(s["env_steps"]) for s in per_seed)
+    steps = np.mean([s["env_steps"][:n] for s in per_seed], axis=0)
+    wall = np.max([s["wall_s"][:n] for s in per_seed], axis=0)
+    values = np.array([s[metric][:n] for s in per_seed], dtype=float)
+    return {
+        "env_steps": steps.tolist(),
+        "wall_s": wall.tolist(),
+        "mean": values.mean(0).tolist(),
+        "per_seed": per_seed,
+    }
+
+
+def first_reach(curve: dict, threshold: float):
+    for steps, wall, value in zip(curve["env_steps"], curve["wall_s"], curve["mean"], strict=True):
+        if value >= threshold:
+            return int(steps), float(wall)
+    return None, None
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--algos", nargs="+", default=["qmix", "vdn"])
+    parser.add_argument("--env", default="smax_3m")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--metric", default="test_win_rate")
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--run-root", type=Path, default=Path("runs/learning"))
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
+    args = parser.parse_args()
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = []
+    for algo in args.algos:
+        run_dir = args.run_root / f"{algo}_{args.env}_{stamp}"
+        cfg = load_config(
+            [
+                f"algo={algo}",
+                f"env={args.env}",
+                f"num_seeds={args.seeds}",
+                f"total_steps={args.steps}",
+                "test_interval=20000",
+                "test_episodes=32",
+                "progress=false",
+                f"run_dir={run_dir}",
+                *args.overrides,
+            ]
+        )
+        summary = run(cfg)
+        curve = curves(run_dir, args.seeds, args.metric)
+        reach_steps, reach_wall = first_reach(curve, args.threshold)
+        results.append(
+            {
+                "algo": algo,
+                "env": args.env,
+                "seeds": args.seeds,
+                "total_steps": args.steps,
+                "num_envs": int(cfg.num_envs),
+                "run_dir": str(run_dir),
+                "wall_s": summary["wall_s"],
+                "compile_s": summary["compile_s"],
+                "final_mean": curve["mean"][-1],
+                f"steps_to_{args.threshold}": reach_steps,
+                f"wall_s_to_{args.threshold}": reach_wall,
+                "curve": curve,
+            }
+        )
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=1))
+
+    print(f"\n{args.metric} (mean over {args.seeds} seeds) on {args.env}")
+    marks = list(range(100_000, args.steps + 1, 100_000))
+    print(
+        f"{'algo':<8}"
+        + "".join(f"{m // 1000:>7}k" for m in marks)
+        + f"{'final':>8} {'steps to ' + str(args.threshold):>14} {'wall s to':>10} {'wall s':>8}"
+    )
+    for r in results:
+        c = r["curve"]
+        row = [np.interp(m, c["env_steps"], c["mean"]) for m in marks]
+        reach, reach_wall = r[f"steps_to_{args.threshold}"], r[f"wall_s_to_{args.threshold}"]
+        reached = (str(reach), f"{reach_wall:.0f}") if reach else ("never", "-")
+        print(
+            f"{r['algo']:<8}"
+            + "".join(f"{v:>8.3f}" for v in row)
+            + f"{r['final_mean']:>8.3f} {reached[0]:>14} {reached[1]:>10} {r['wall_s']:>8.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
