@@ -11,15 +11,10 @@ import yaml
 
 
 def train(*args, cwd=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jlmarl.train", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=600,
-    )
+    # A hung run is aborted with SIGABRT so that faulthandler prints where every thread was.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONFAULTHANDLER": "1"}
+    command = ["timeout", "-s", "ABRT", "300", sys.executable, "-m", "jlmarl.train", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=330)
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,11 @@ def test_same_seed_gives_identical_metrics(make_cfg):
 
 
 def test_seed_k_of_a_sweep_equals_a_lone_run_with_that_seed(make_cfg):
+    # Equal up to float rounding: XLA may order a batched (vmapped) reduction differently.
     sweep = make_cfg("algo=vdn", "num_seeds=2", "seed=3", *TINY, run_name="sweep")
     lone = make_cfg("algo=vdn", "num_seeds=1", "seed=4", *TINY, run_name="lone")
     run(sweep)
     run(lone)
-
     swept, alone = read_metrics(Path(sweep.run_dir), 1), read_metrics(Path(lone.run_dir), 0)
     for x, y in zip(swept, alone, strict=True):
         assert x.keys() == y.keys()

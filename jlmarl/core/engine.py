@@ -8,8 +8,8 @@ One chunk, for every seed at once (vmapped), is:
 compiled once with its carry donated. The schedule (when to start training,
 when to copy targets, when to evaluate) is decided from quantities that are the
 same for every seed (the chunk index) or passed in per seed by the driver, so
-`lax.cond` stays a real branch under the seed vmap and a seed's numbers never
-depend on the other seeds of the sweep.
+`lax.cond` stays a real branch under the seed vmap and a seed's numbers do not
+depend on the other seeds of the sweep (beyond float rounding).
 """
 
 from __future__ import annotations
@@ -107,9 +107,8 @@ class Engine:
         all seeds are sampled first; the longest sampled episode picks the shortest of
         `time_buckets` static lengths covering it (one compiled update per length,
         chosen by lax.switch outside the seed vmap), and the update sees batches cut to
-        that length. Cutting drops only padding, so the maths is unchanged; the float
-        rounding of sums over time can differ between lengths, which is why a seed of a
-        sweep matches a lone run bit for bit only with time_buckets=1."""
+        that length. Cutting drops only padding, so the maths is unchanged (the float
+        rounding of sums over time may differ between lengths)."""
         cfg, algo = self.cfg, self.algo
         sample = jax.vmap(buffer_sample, in_axes=(0, 0, None))
         lengths = self.bucket_lengths()
