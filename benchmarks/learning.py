@@ -4,7 +4,8 @@
                                   [--steps 1000000] [--json PATH] [key=value ...]
 
 Trains each algorithm through the normal CLI path (all seeds vmapped in one run,
-default hyperparameters unless overridden by trailing key=value), then prints,
+default hyperparameters unless overridden by trailing key=value), or with
+--from-runs DIR ... summarises runs that already exist (finished or interrupted), then prints,
 per algorithm, the mean test win rate over seeds at every 100k env steps, when
 the mean first reached 0.9 (env steps and wall-clock seconds), and writes the
 per-seed curves as JSON. Evaluation points are matched across seeds by index
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from jlmarl.config import load_config
 from jlmarl.train import run
@@ -48,6 +50,34 @@ def first_reach(curve: dict, threshold: float):
     return None, None
 
 
+def summarise(run_dir: Path, args, wall_s, compile_s) -> dict:
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    curve = curves(run_dir, cfg.num_seeds, args.metric)
+    reach_steps, reach_wall = first_reach(curve, args.threshold)
+    return {
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "seeds": cfg.num_seeds,
+        "total_steps": cfg.total_steps,
+        "num_envs": cfg.num_envs,
+        "run_dir": str(run_dir),
+        "finished": wall_s is not None,
+        "wall_s": wall_s if wall_s is not None else curve["wall_s"][-1],
+        "compile_s": compile_s,
+        "last_env_steps": curve["env_steps"][-1],
+        "final_mean": curve["mean"][-1],
+        f"steps_to_{args.threshold}": reach_steps,
+        f"wall_s_to_{args.threshold}": reach_wall,
+        "curve": curve,
+    }
+
+
+def write(results: list, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,12 +90,13 @@ def main():
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--run-root", type=Path, default=Path("runs/learning"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--from-runs", nargs="+", type=Path, default=None, help="summarise these run dirs")
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
     args = parser.parse_args()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = []
-    for algo in args.algos:
+    for algo in args.algos if args.from_runs is None else []:
         run_dir = args.run_root / f"{algo}_{args.env}_{stamp}"
         cfg = load_config(
             [
@@ -81,30 +112,15 @@ def main():
             ]
         )
         summary = run(cfg)
-        curve = curves(run_dir, args.seeds, args.metric)
-        reach_steps, reach_wall = first_reach(curve, args.threshold)
-        results.append(
-            {
-                "algo": algo,
-                "env": args.env,
-                "seeds": args.seeds,
-                "total_steps": args.steps,
-                "num_envs": int(cfg.num_envs),
-                "run_dir": str(run_dir),
-                "wall_s": summary["wall_s"],
-                "compile_s": summary["compile_s"],
-                "final_mean": curve["mean"][-1],
-                f"steps_to_{args.threshold}": reach_steps,
-                f"wall_s_to_{args.threshold}": reach_wall,
-                "curve": curve,
-            }
-        )
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=1))
+        results.append(summarise(run_dir, args, summary["wall_s"], summary["compile_s"]))
+        write(results, args.json)
+    for run_dir in args.from_runs or []:
+        results.append(summarise(run_dir, args, None, None))
+        write(results, args.json)
 
-    print(f"\n{args.metric} (mean over {args.seeds} seeds) on {args.env}")
-    marks = list(range(100_000, args.steps + 1, 100_000))
+    print(f"\n{args.metric}, mean over seeds (env steps in thousands)")
+    longest = max(r["last_env_steps"] for r in results)
+    marks = [m for m in range(100_000, args.steps + 1, 100_000) if m <= longest]
     print(
         f"{'algo':<8}"
         + "".join(f"{m // 1000:>7}k" for m in marks)

@@ -90,9 +90,8 @@ def run(cfg: DictConfig) -> dict:
     bar = _progress_bar(cfg)
     env_steps = np.zeros(n_seeds, np.int64)
     next_test = np.zeros(n_seeds, np.int64)
-    last_logged = [
-        (-1, time.time())
-    ] * n_seeds  # (env_steps, wall) of each seed's last line; compile excluded
+    # (env_steps, wall) of each seed's last line; rates exclude the compile
+    last_logged = [(-1, time.time())] * n_seeds
     final = [dict() for _ in range(n_seeds)]
     chunk_idx = 0
 
