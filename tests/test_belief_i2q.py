@@ -30,6 +30,7 @@ TINY_ALGO = {
     "lr": 1e-3,
     "tau": 0.005,
     "lambda_f": 0.1,
+    "qss_context": True,
     "hidden_dim": 8,
     "grad_norm_clip": 10.0,
     "epsilon_start": 0.6,
@@ -161,9 +162,19 @@ def test_f_loss_moves_only_f_and_pushes_it_toward_higher_qss():
     @jax.jit
     def total_qss(f_params):
         f = nets.f_predict(f_params, o, c, batch.actions)
-        return (nets.qss_value(params["qss"], o, f) * batch.mask[..., None]).sum()
+        return (nets.qss_value(params["qss"], o, c, f) * batch.mask[..., None]).sum()
 
     assert float(total_qss(stepped)) > float(total_qss(params["f"]))
+
+
+@pytest.mark.parametrize("qss_context", [True, False])
+def test_qss_reads_the_context_only_when_asked(qss_context):
+    nets = I2QNets(obs_dim=2, n_actions=3, hidden_dim=8, qss_context=qss_context)
+    params = nets.init(jax.random.PRNGKey(0), 2, 3)
+    o, o_next = jnp.ones((5, 2, 2)), jnp.zeros((5, 2, 2))
+    c = jax.random.normal(jax.random.PRNGKey(1), (5, 2, 3))
+    moved = nets.qss_value(params["qss"], o, c, o_next) - nets.qss_value(params["qss"], o, c + 1.0, o_next)
+    assert bool(jnp.all(moved != 0)) == qss_context and bool(jnp.any(moved != 0)) == qss_context
 
 
 def test_hysteresis_scales_only_negative_td_errors():

@@ -7,19 +7,26 @@ over [o_t, onehot(a_{t-1})] (`rec_i2q`). Three networks per agent, no
 parameter sharing, no mixer, no central critic; the global state is never read
 (belief_i2q only ever saw it as a label, offline):
 
-    Qss(o, o')     value of moving from o to o'
+    Qss(o, c, o')  value of moving from o to o' (in context c)
     f(o, c, a)     predicted ideal next observation
     Q(o, c)[a]     the action values the agent acts on (epsilon-greedy)
 
 Losses per transition (o, c, a, r, o', c', d), averaged over each agent's steps:
 
-    L_f   = -lambda_f Qss(o, f(o, c, a)) + ||o' - f(o, c, a)||^2          (updates f)
-    L_Qss = (Qss(o, o') - [r + gamma (1 - d) Qss_tgt(o', f(o', c', a*))])^2,
-            a* = argmax over available a' of Q(o', c')[a']                 (updates Qss)
-    L_Q   = (Q(o, c)[a] - max(Qss_tgt(o, o'), Qss_tgt(o, f(o, c, a))))^2  (updates Q)
+    L_f   = -lambda_f Qss(o, c, f(o, c, a)) + ||o' - f(o, c, a)||^2             (updates f)
+    L_Qss = (Qss(o, c, o') - [r + gamma (1 - d) Qss_tgt(o', c', f(o', c', a*))])^2,
+            a* = argmax over available a' of Q(o', c')[a']                        (updates Qss)
+    L_Q   = (Q(o, c)[a] - max(Qss_tgt(o, c, o'), Qss_tgt(o, c, f(o, c, a))))^2   (updates Q)
+
+Qss reads the context (`qss_context=true`, the default). The spec's literal Qss(o, o')
+(`qss_context=false`) cannot tell where the value lies when the observation does not say
+it: on oracle, Qss(position, next position) averages over the three boxes, so both Q's
+target and f's ascent direction are blind to the belief, and the belief can change
+nothing. I2Q's Qss(s, s') takes the agent's state; here that state is (o, c).
 
 Only the network named after a loss moves with it (the others enter through
-stop_gradient); rec_i2q's GRU learns from L_f and L_Q, the two losses that read c.
+stop_gradient); rec_i2q's GRU learns from all three losses (through c, except the
+-lambda_f Qss term of L_f, which would otherwise teach the GRU to inflate Qss).
 Qss_tgt follows Qss by Polyak averaging (tau) inside every update; the losses
 read no other target network, so no other is kept. `target_update` is the
 identity. Adam on every network with lr, each agent's gradient of each network
@@ -102,6 +109,8 @@ def check_config(cfg) -> None:
         raise ValueError(f"algo.tau must be in (0, 1], got {a.tau}")
     if a.lambda_f < 0:
         raise ValueError(f"algo.lambda_f must be >= 0, got {a.lambda_f}")
+    if not isinstance(a.qss_context, bool):
+        raise ValueError(f"algo.qss_context must be true or false, got {a.qss_context!r}")
     if a.name != "belief_i2q":
         return
     b = a.belief
@@ -142,6 +151,7 @@ class I2QNets:
     obs_dim: int
     n_actions: int
     hidden_dim: int
+    qss_context: bool = True  # Qss(o, c, o') rather than the spec's literal Qss(o, o')
 
     @property
     def q(self) -> MLP:
@@ -160,7 +170,7 @@ class I2QNets:
         o, c, a = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, ctx_dim)), jnp.zeros((1, self.n_actions))
         return {
             "q": init_per_agent(self.q, k_q, n_agents, jnp.concatenate([o, c], -1)),
-            "qss": init_per_agent(self.qss, k_qss, n_agents, jnp.concatenate([o, o], -1)),
+            "qss": init_per_agent(self.qss, k_qss, n_agents, self._qss_in(o, c, o)),
             "f": init_per_agent(self.f, k_f, n_agents, jnp.concatenate([o, c, a], -1)),
         }
 
@@ -168,9 +178,12 @@ class I2QNets:
         """Q(o, c): [..., n, A]."""
         return apply_per_agent(self.q, q_params, jnp.concatenate([o, c], axis=-1))
 
-    def qss_value(self, qss_params, o: jax.Array, o_next: jax.Array) -> jax.Array:
-        """Qss(o, o'): [..., n]."""
-        return apply_per_agent(self.qss, qss_params, jnp.concatenate([o, o_next], axis=-1))[..., 0]
+    def _qss_in(self, o: jax.Array, c: jax.Array, o_next: jax.Array) -> jax.Array:
+        return jnp.concatenate([o, c, o_next] if self.qss_context else [o, o_next], axis=-1)
+
+    def qss_value(self, qss_params, o: jax.Array, c: jax.Array, o_next: jax.Array) -> jax.Array:
+        """Qss(o, c, o') (c ignored when qss_context is false): [..., n]."""
+        return apply_per_agent(self.qss, qss_params, self._qss_in(o, c, o_next))[..., 0]
 
     def f_predict(self, f_params, o: jax.Array, c: jax.Array, a: jax.Array) -> jax.Array:
         """f(o, c, a): the ideal next observation [..., n, obs_dim]."""
@@ -204,16 +217,18 @@ def i2q_losses(
 
     f_pred = nets.f_predict(params["f"], o, c, batch.actions)
     f_err = ((o_next - f_pred) ** 2).sum(-1)
-    f_value = nets.qss_value(sg(params["qss"]), o, f_pred)
+    f_value = nets.qss_value(sg(params["qss"]), o, sg(c), f_pred)
     loss_f = per_agent_mean(-lambda_f * f_value + f_err)
 
     a_next = masked_argmax(nets.q_values(sg(params["q"]), o_next, sg(c_next)), batch.avail[:, 1:])
     f_next = nets.f_predict(sg(params["f"]), o_next, sg(c_next), a_next)
-    y_ss = reward + gamma * cont * nets.qss_value(target_qss, o_next, f_next)
-    qss = nets.qss_value(params["qss"], o, o_next)
+    y_ss = reward + gamma * cont * nets.qss_value(target_qss, o_next, sg(c_next), f_next)
+    qss = nets.qss_value(params["qss"], o, c, o_next)
     loss_qss = per_agent_mean((qss - sg(y_ss)) ** 2)
 
-    y_q = jnp.maximum(nets.qss_value(target_qss, o, o_next), nets.qss_value(target_qss, o, sg(f_pred)))
+    y_q = jnp.maximum(
+        nets.qss_value(target_qss, o, sg(c), o_next), nets.qss_value(target_qss, o, sg(c), sg(f_pred))
+    )
     q_taken = jnp.take_along_axis(nets.q_values(params["q"], o, c), batch.actions[..., None], -1)[..., 0]
     loss_q = per_agent_mean((q_taken - sg(y_q)) ** 2)
 
@@ -266,7 +281,7 @@ def build(
         encoder = RNNAgent(hidden_dim=hidden, n_actions=hidden)  # its "Q head" is the context projection
         ctx_dim, actor_dim = hidden, hidden
 
-    nets = I2QNets(obs_dim, n_actions, hidden)
+    nets = I2QNets(obs_dim, n_actions, hidden, bool(cfg["qss_context"]))
 
     def init(key):
         k_nets, k_enc = jax.random.split(key)
