@@ -48,10 +48,10 @@ VARIANTS = {
     "limarl_oracle": ("limarl", ["limarl.oracle=true"]),
     "limarl_pretrain_only": ("limarl", ["limarl.delta=inf"]),
     # LSF-SAC's ablations (seed 003, VI.E); `masac` (no messages) is a plain algorithm.
-    "lsf_sac_fixed_alpha": ("lsf_sac", ["algo.fixed_alpha=1.0"]),
-    "lsf_sac_double_q": ("lsf_sac", ["algo.double_q=true"]),
-    "masac_double_q": ("masac", ["algo.double_q=true"]),
-    "lsf_sac_max_target": ("lsf_sac", ["algo.target=max"]),
+    "lsf_sac_fixed_alpha": ("lsf_sac", ["lsf_sac.fixed_alpha=1.0"]),
+    "lsf_sac_double_q": ("lsf_sac", ["lsf_sac.double_q=true"]),
+    "masac_double_q": ("masac", ["lsf_sac.double_q=true"]),
+    "lsf_sac_max_target": ("lsf_sac", ["lsf_sac.target=max"]),
 }
 
 

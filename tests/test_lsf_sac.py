@@ -162,10 +162,10 @@ def test_sampled_actions_are_available_and_greedy_is_the_policy_argmax():
         # The initial policy is close to uniform: entropy just under log 3. A target of
         # 0.5 log 3 is below it (alpha falls), a target of log 3 above it (alpha rises).
         ("lsf_sac", (), "falls"),
-        ("masac", ("algo.target_entropy_ratio=1.0", "algo.target=expected"), "rises"),
+        ("masac", ("algo.target_entropy_ratio=1.0", "lsf_sac.target=expected"), "rises"),
         pytest.param(
             "lsf_sac",
-            ("algo.double_q=true", "algo.target=max", "algo.fixed_alpha=1.0"),
+            ("lsf_sac.double_q=true", "lsf_sac.target=max", "lsf_sac.fixed_alpha=1.0"),
             "fixed",
             marks=pytest.mark.slow,  # the largest compile of the file
         ),
@@ -189,7 +189,7 @@ def test_update_variants(name, overrides, alpha_moves):
         assert float(metrics["alpha"]) == 1.0
     else:
         assert (after > before) == (alpha_moves == "rises") and after != before
-    n_sets = 2 if "algo.double_q=true" in overrides else 1
+    n_sets = 2 if "lsf_sac.double_q=true" in overrides else 1
     assert jax.tree.leaves(ts.params["mixer"])[0].shape[0] == n_sets
     # The actors moved; so did the critics.
     for part in ("actor", "critic"):
@@ -202,8 +202,8 @@ def test_update_variants(name, overrides, alpha_moves):
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("algo.target=mean", "algo.target"),
-        ("algo.fixed_alpha=-1", "algo.fixed_alpha"),
+        ("lsf_sac.target=mean", "lsf_sac.target"),
+        ("lsf_sac.fixed_alpha=-1", "lsf_sac.fixed_alpha"),
         ("algo.message_dim=0", "algo.message_dim"),
         ("algo.target_entropy_ratio=2", "algo.target_entropy_ratio"),
     ],

@@ -83,14 +83,14 @@ def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: j
 def check_config(cfg) -> None:
     a = cfg.algo
     if a.get("target", "soft") not in TARGETS:
-        raise ValueError(f"algo.target must be one of {', '.join(TARGETS)}, got {a.target!r}")
+        raise ValueError(f"lsf_sac.target must be one of {', '.join(TARGETS)}, got {a.target!r}")
     fixed = a.get("fixed_alpha")
     if fixed is not None and not (
         isinstance(fixed, int | float) and not isinstance(fixed, bool) and fixed > 0
     ):
-        raise ValueError(f"algo.fixed_alpha must be null (learned) or a number > 0, got {fixed!r}")
+        raise ValueError(f"lsf_sac.fixed_alpha must be null (learned) or a number > 0, got {fixed!r}")
     if not isinstance(a.get("double_q"), bool):
-        raise ValueError(f"algo.double_q must be true or false, got {a.get('double_q')!r}")
+        raise ValueError(f"lsf_sac.double_q must be true or false, got {a.get('double_q')!r}")
     for key in ("actor_lr", "alpha_lr", "init_alpha"):
         if not a[key] > 0:
             raise ValueError(f"algo.{key} must be > 0, got {a[key]}")
