@@ -95,3 +95,24 @@ def test_time_buckets_cut_only_padding(make_cfg):
     np.testing.assert_allclose(m_full["loss"], m_cut["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(cut.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_learners_for_many_agents_and_actions_build_without_a_joint_action_table():
+    """smax_corridor has 29**6 joint actions: building a learner must not enumerate them
+    (only matrix-game Q tables do, when traced), and asking for them says why not."""
+    from jlmarl.algos.value_decomposition import all_joint_actions
+    from jlmarl.config import load_config
+    from jlmarl.envs.base import EnvSpec
+
+    spec = EnvSpec("wide", n_agents=6, obs_dim=4, state_dim=5, n_actions=29, episode_limit=3, info_keys=())
+    for name in ("iql", "vdn", "qmix", "limarl", "lsf_sac", "masac"):
+        cfg = load_config([f"algo={name}", "env=matrix_one_step"])
+        algo = algos.build(name, spec, OmegaConf.to_container(cfg.algo, resolve=True))
+        assert algo.name == name
+    try:
+        all_joint_actions(6, 29)
+    except ValueError as e:
+        assert "matrix games" in str(e)
+    else:
+        raise AssertionError("all_joint_actions(6, 29) should refuse")
+    assert all_joint_actions(2, 3).shape == (9, 2)

@@ -433,9 +433,8 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
     def target_update(ts):
         return ts.replace(target_params=ts.params)
 
-    joint_actions = all_joint_actions(n, n_actions)
-
     def joint_q(ts, batch: EpisodeBatch):
+        joint_actions = all_joint_actions(n, n_actions)
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
         latent, _, _ = latents(ts.rep, batch, inputs)
         q = unroll(agent, ts.params["agent"], jnp.concatenate([inputs, latent], -1))[:, :-1]

@@ -28,7 +28,6 @@ target_update_interval episodes (Algorithm 1).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import jax
@@ -37,7 +36,7 @@ import optax
 from flax import struct
 
 from jlmarl.algos.base import Algo
-from jlmarl.algos.value_decomposition import RecurrentActor
+from jlmarl.algos.value_decomposition import RecurrentActor, all_joint_actions, joint_q_values
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
 from jlmarl.envs.base import EnvSpec
@@ -274,17 +273,14 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
     def target_update(ts):
         return ts.replace(target_params={"critic": ts.params["critic"], "mixer": ts.params["mixer"]})
 
-    joint_actions = jnp.array(list(itertools.product(range(n_actions), repeat=n)), jnp.int32)  # [A**n, n]
-
     def joint_q(ts, batch: EpisodeBatch):
         """Critic set 0 with the mean messages (no sampling): Q_tot of every joint action."""
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
         first = jax.tree.map(lambda x: x[0], (ts.params["critic"], ts.params["mixer"]))
         zeros = jnp.zeros((*inputs.shape[:3], max(msg_dim, 1)))
         q = critic_forward(first[0], inputs, zeros)[0][:, :-1]  # [B, T, n, A]
-        chosen = q[:, :, jnp.arange(n)[None, :], joint_actions]  # [B, T, J, n]
-        state = jnp.broadcast_to(batch.state[:, :-1, None], (*chosen.shape[:3], spec.state_dim))
-        return mixer.apply(first[1], chosen, state), q
+        mix = lambda c, s: mixer.apply(first[1], c, s)  # noqa: E731
+        return joint_q_values(q, batch.state[:, :-1], all_joint_actions(n, n_actions), mix), q
 
     return Algo(
         name=name or ("lsf_sac" if messages else "masac"),

@@ -105,8 +105,18 @@ def double_q_td_loss(
     return (td**2).sum() / count, aux
 
 
+MAX_JOINT_ACTIONS = 100_000
+
+
 def all_joint_actions(n_agents: int, n_actions: int) -> jax.Array:
-    """Every joint action, int32 [n_actions**n_agents, n_agents], first agent slowest."""
+    """Every joint action, int32 [n_actions**n_agents, n_agents], first agent slowest.
+    For the Q tables of small matrix games only: call it where joint_q is traced, never
+    when an algo is built (smax_corridor would ask for 29**6 rows, 14 GB)."""
+    if n_actions**n_agents > MAX_JOINT_ACTIONS:
+        raise ValueError(
+            f"{n_agents} agents x {n_actions} actions have {n_actions**n_agents} joint actions; "
+            f"Q tables are for matrix games (at most {MAX_JOINT_ACTIONS})"
+        )
     return jnp.array(list(itertools.product(range(n_actions), repeat=n_agents)), jnp.int32)
 
 
@@ -191,9 +201,8 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
     def target_update(ts):
         return ts.replace(target_params=ts.params)
 
-    joint_actions = all_joint_actions(n, n_actions)
-
     def joint_q(ts, batch: EpisodeBatch):
+        joint_actions = all_joint_actions(n, n_actions)
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
         q = unroll(agent, ts.params["agent"], inputs)[:, :-1]  # [B, T, n, A]
         if mixer_net is None:
