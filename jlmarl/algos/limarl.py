@@ -173,6 +173,20 @@ def kl_weight(updates: jax.Array, beta: float, warmup: int) -> jax.Array:
     return beta * jnp.minimum(1.0, updates.astype(jnp.float32) / warmup)
 
 
+def _adam_steps(optimizer, rounds: int, params, opt_state, key: jax.Array, loss):
+    """`rounds` optimiser steps of loss(params, key) -> (scalar, terms), one fresh key
+    each, in a scan. Returns (params, opt_state, terms of every step)."""
+
+    def step(carry, k):
+        params, opt = carry
+        grads, terms = jax.grad(loss, has_aux=True)(params, k)
+        upd, opt = optimizer.update(grads, opt, params)
+        return (optax.apply_updates(params, upd), opt), terms
+
+    (params, opt_state), terms = jax.lax.scan(step, (params, opt_state), jax.random.split(key, rounds))
+    return params, opt_state, terms
+
+
 def srm_steps(
     model: LatentModel,
     optimizer: optax.GradientTransformation,
@@ -189,20 +203,13 @@ def srm_steps(
     t = batch.reward.shape[1]
     state, mask = batch.state[:, :t], batch.mask
 
-    def step(carry, k):
-        rep, opt = carry
-        srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
+    def loss(p, k):
+        terms = model.srm_terms(p, state, mask, k)
+        return terms[0] + kl_w * terms[1], terms
 
-        def loss(p):
-            terms = model.srm_terms(p, state, mask, k)
-            return terms[0] + kl_w * terms[1], terms
-
-        grads, terms = jax.grad(loss, has_aux=True)(srm)
-        upd, opt = optimizer.update(grads, opt, srm)
-        return ({**rep, **optax.apply_updates(srm, upd)}, opt), terms
-
-    (rep, opt_state), terms = jax.lax.scan(step, (rep, opt_state), jax.random.split(key, rounds))
-    return rep, opt_state, terms
+    srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
+    srm, opt_state, terms = _adam_steps(optimizer, rounds, srm, opt_state, key, loss)
+    return {**rep, **srm}, opt_state, terms
 
 
 def rolim_steps(
@@ -221,20 +228,13 @@ def rolim_steps(
     state, mask = batch.state[:, :t], batch.mask
     inputs = episode_inputs(batch.obs, batch.actions, model.spec.n_actions)
 
-    def step(carry, k):
-        rep, opt = carry
+    def loss(p, k):
+        mu_hat, logvar_hat = model.infer({"rolim": p}, inputs)
+        terms = model.rolim_terms(rep, mu_hat[:, :t], logvar_hat[:, :t], state, mask, k)
+        return terms @ weights, terms
 
-        def loss(p):
-            mu_hat, logvar_hat = model.infer({"rolim": p}, inputs)
-            terms = model.rolim_terms(rep, mu_hat[:, :t], logvar_hat[:, :t], state, mask, k)
-            return terms @ weights, terms
-
-        grads, terms = jax.grad(loss, has_aux=True)(rep["rolim"])
-        upd, opt = optimizer.update(grads, opt, rep["rolim"])
-        return ({**rep, "rolim": optax.apply_updates(rep["rolim"], upd)}, opt), terms
-
-    (rep, opt_state), terms = jax.lax.scan(step, (rep, opt_state), jax.random.split(key, rounds))
-    return rep, opt_state, terms
+    rolim, opt_state, terms = _adam_steps(optimizer, rounds, rep["rolim"], opt_state, key, loss)
+    return {**rep, "rolim": rolim}, opt_state, terms
 
 
 def retrain_due(online_loss: jax.Array, val_loss: jax.Array, delta: float) -> jax.Array:
