@@ -8,8 +8,14 @@ For every (algo, env, num_envs, num_seeds):
                 of what collection can reach: same rollout code, no network)
   collect_sps   the rollout acting through the learner's agent network (epsilon-greedy), no updates
   train_sps     the full compiled chunk (collect, store, K = num_envs/8 updates of 128
-                episodes, target update), with training active; for LIMARL after its
-                Phase I (pretrain_chunks chunks, timed as pretrain_chunk_s)
+                episodes, target update), with training active, timed for every learner
+                after the same --settle-chunks training chunks (and for LIMARL after its
+                Phase I: pretrain_chunks chunks, timed as pretrain_chunk_s)
+  ep_length     mean episode length in the timed chunks: updates cut batches to the
+                longest sampled episode (time buckets), so learners whose policies play
+                longer episodes pay more per update; compare train_sps with this in view
+  update_s_T    seconds of one update (all seeds) on a batch of the learner's own buffer
+                cut to T = --update-len steps: the per-update cost at equal shapes
   chunk_compile_s  compile time of that chunk
 and where one chunk's time goes: env (env-only time), acting (collect - env),
 updates (train - collect). Steps are real env steps summed over seeds; padding
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -29,6 +34,7 @@ import jax
 import numpy as np
 
 from jlmarl.config import load_config
+from jlmarl.core.buffer import buffer_sample
 from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.train import build
 
@@ -46,7 +52,13 @@ def timed(fn, *args, min_reps=2, budget_s=8.0):
 
 
 def measure(
-    env_name: str, num_envs: int, num_seeds: int, algo_name: str = "qmix", overrides: tuple[str, ...] = ()
+    env_name: str,
+    num_envs: int,
+    num_seeds: int,
+    algo_name: str = "qmix",
+    overrides: tuple[str, ...] = (),
+    settle_chunks: int = 6,
+    update_len: int | None = None,
 ) -> dict:
     cfg = load_config(
         [
@@ -75,16 +87,16 @@ def measure(
     env_s, env_steps = timed(rollout_steps(UniformRandomPolicy()), carry.train_state, keys)
     col_s, col_steps = timed(rollout_steps(algo), carry.train_state, keys)
 
-    # Training starts once the buffer holds batch_size episodes (the loop below waits for it).
-    first = math.ceil(cfg.batch_size / num_envs)
     due = np.zeros(num_seeds, bool)
     t0 = time.perf_counter()
-    chunk = engine.chunk.lower(carry, np.int32(first), np.bool_(True), due).compile()
+    chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), due).compile()
     compile_s = time.perf_counter() - t0
     # LIMARL's Phase I (representation pre-training on its first update calls, 20 extra
     # gradient steps each) is a one-off of the first pretrain_episodes episodes: time it
     # apart and measure the steady state after it, which is what a long run sees.
-    index, warmup_s, warmup_chunks = first, [], 0
+    # Every learner is timed after the same number of training chunks, so that their
+    # exploration (and with it episode lengths) is at the same stage.
+    index, warmup_s, warmup_chunks, settled = 0, [], 0, 0
     while True:
         start = time.perf_counter()
         carry, metrics, _ = chunk(carry, np.int32(index), np.bool_(True), due)
@@ -92,17 +104,26 @@ def measure(
         index += 1
         if float(np.min(metrics["trained"])) == 0.0:
             continue  # the buffer is still filling (training starts at batch_size episodes)
-        if float(np.max(metrics.get("rep_trained", 0.0))) == 0.0 or warmup_chunks >= 20:
+        if float(np.max(metrics.get("rep_trained", 0.0))) > 0.0 and warmup_chunks < 20:
+            warmup_chunks += 1
+            warmup_s.append(time.perf_counter() - start)
+        elif settled >= settle_chunks:
             break
-        warmup_chunks += 1
-        warmup_s.append(time.perf_counter() - start)
-    reps, steps, start = 0, 0, time.perf_counter()
-    while reps < 2 or (time.perf_counter() - start < 8.0 and reps < 50):
+        settled += 1
+    reps, steps, lengths, start = 0, 0, [], time.perf_counter()
+    while reps < 3 or (time.perf_counter() - start < 20.0 and reps < 50):
         before = int(carry.env_steps.sum())
-        carry, _, _ = chunk(carry, np.int32(index + reps), np.bool_(True), due)
+        carry, metrics, _ = chunk(carry, np.int32(index + reps), np.bool_(True), due)
         steps += int(carry.env_steps.sum()) - before
+        lengths.append(float(np.mean(metrics["ep_length"])))
         reps += 1
     train_s = (time.perf_counter() - start) / reps
+
+    # One update at a fixed batch length, on a batch of this learner's own buffer.
+    t_len = update_len or env.spec.episode_limit // 2
+    batch = jax.vmap(buffer_sample, in_axes=(0, 0, None))(carry.buffer, keys, cfg.batch_size)
+    update = jax.jit(jax.vmap(lambda ts, b, k: algo.update(ts, b.truncate(t_len), k)))
+    update_s, _ = timed(update, carry.train_state, batch, keys)
     return {
         "algo": algo_name,
         "env": env_name,
@@ -111,6 +132,9 @@ def measure(
         "env_only_sps": float(env_steps) / env_s,
         "collect_sps": float(col_steps) / col_s,
         "train_sps": steps / reps / train_s,
+        "ep_length": float(np.mean(lengths)),
+        "update_len": t_len,
+        "update_s_T": update_s,
         "chunk_compile_s": compile_s,
         "chunk_s": train_s,
         "env_s": env_s,
@@ -132,13 +156,23 @@ def main():
     parser.add_argument("--envs", nargs="+", default=["smax_3m", "smax_corridor"])
     parser.add_argument("--num-envs", nargs="+", type=int, default=[8, 64, 512])
     parser.add_argument("--num-seeds", nargs="+", type=int, default=[1, 8])
+    parser.add_argument(
+        "--settle-chunks", type=int, default=6, help="training chunks run by every learner before timing"
+    )
+    parser.add_argument(
+        "--update-len",
+        type=int,
+        default=None,
+        help="batch length T of the fixed-shape update timing (default: half the episode limit)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the records here (a JSON list)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every run (algo.hidden_dim=64)")
     args = parser.parse_args()
 
     header = (
         f"{'algo':<8} {'env':<14} {'envs':>5} {'seeds':>5} {'env-only/s':>11} {'collect/s':>10} "
-        f"{'coll/env':>8} {'train/s':>9} {'compile s':>9} {'chunk s':>8} {'env%':>5} {'act%':>5} {'upd%':>5}"
+        f"{'coll/env':>8} {'train/s':>9} {'ep len':>6} {'upd s@T':>8} {'compile s':>9} {'chunk s':>8} "
+        f"{'env%':>5} {'act%':>5} {'upd%':>5}"
     )
     print(header, flush=True)
     records = []
@@ -146,19 +180,48 @@ def main():
         (a, e, n, s) for a in args.algos for e in args.envs for n in args.num_envs for s in args.num_seeds
     ]
     for algo_name, env_name, num_envs, num_seeds in grid:
-        r = measure(env_name, num_envs, num_seeds, algo_name, tuple(args.overrides))
+        r = measure(
+            env_name,
+            num_envs,
+            num_seeds,
+            algo_name,
+            tuple(args.overrides),
+            args.settle_chunks,
+            args.update_len,
+        )
         records.append(r)
         split = [100 * r[k] / r["chunk_s"] for k in ("env_s", "acting_s", "updates_s")]
         print(
             f"{algo_name:<8} {r['env']:<14} {num_envs:>5} {num_seeds:>5} {r['env_only_sps']:>11.0f} "
             f"{r['collect_sps']:>10.0f} {r['collect_sps'] / r['env_only_sps']:>8.2f} "
-            f"{r['train_sps']:>9.0f} {r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
+            f"{r['train_sps']:>9.0f} {r['ep_length']:>6.1f} {r['update_s_T']:>8.3f} "
+            f"{r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
             f"{split[0]:>5.0f} {split[1]:>5.0f} {split[2]:>5.0f}",
             flush=True,
         )
+        add_qmix_ratios(records)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(records, indent=1))
+    for r in records:
+        if "train_sps_vs_qmix" in r:
+            print(
+                f"{r['algo']} / qmix on {r['env']} ({r['num_envs']} envs, {r['num_seeds']} seeds): "
+                f"training throughput {r['train_sps_vs_qmix']:.0%}, "
+                f"update speed at T={r['update_len']} {r['update_T_vs_qmix']:.0%}"
+            )
+
+
+def add_qmix_ratios(records: list[dict]) -> None:
+    """Each record's train_sps and update speed relative to QMIX's at the same env,
+    num_envs and num_seeds (when QMIX was measured)."""
+    setting = lambda r: (r["env"], r["num_envs"], r["num_seeds"])  # noqa: E731
+    qmix = {setting(q): q for q in records if q["algo"] == "qmix"}
+    for r in records:
+        base = qmix.get(setting(r))
+        if base:
+            r["train_sps_vs_qmix"] = r["train_sps"] / base["train_sps"]
+            r["update_T_vs_qmix"] = base["update_s_T"] / r["update_s_T"]
 
 
 if __name__ == "__main__":
