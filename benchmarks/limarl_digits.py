@@ -1,14 +1,19 @@
 """LIMARL's inference ablation on the digit classification game (seed 000, appendix E, Table 4).
 
     python benchmarks/limarl_digits.py [--episodes 1500] [--srm-steps 1500] [--rolim-steps 1500]
-                                       [--latent-dim 16] [--json PATH]
+                                       [--latent-dim 16] [--frozen-decoder] [--json PATH]
 
 Episodes of `digits_game` (2 agents, 8 steps, each pixel shown with p = 0.2 through a
 fresh private mask) are collected with random labels from the train split (80%) and the
 test split (20%) of the images. For each of the six Table 4 configurations
 (lambda_KL, lambda_align), an SRM (eq. 1, with that lambda_KL) is trained on the train
-images, then ROLIM (eq. 2, lambda_rec = 1, SRM frozen) on the train episodes, with
-LIMARL's own training functions (jlmarl.algos.limarl). On the test episodes it prints:
+images, then ROLIM (eq. 2, lambda_rec = 1, encoder frozen) on the train episodes, with
+LIMARL's own training functions (jlmarl.algos.limarl). Table 4 is the paper's
+"TrainDecoder" ablation: the decoder g keeps learning with ROLIM (starting from the
+SRM's), so without alignment nothing ties z_hat to the SRM's latent and it can drift or
+collapse under the KL term. --frozen-decoder keeps g frozen as in LIMARL itself (then
+the reconstruction term alone anchors z_hat, and alignment matters much less).
+On the test episodes it prints:
 
   recon  ||g(z_hat) - s||^2 / pixels (per-pixel MSE of the decoded inferred latent)
   align  ||mu_hat - mu||^2 (summed over latent dims)
@@ -58,13 +63,18 @@ def train_config(model, train, kl_w: float, align: float, args, key):
     srm_opt, rolim_opt = optax.adam(args.lr), optax.adam(args.lr)
     rep = model.init(key)
     srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
-    s_state, r_state = srm_opt.init(srm), rolim_opt.init(rep["rolim"])
     weights = jnp.array([align, 1.0, kl_w])
-    chunk = 50
+    chunk, train_decoder = 50, not args.frozen_decoder
     srm_fn = jax.jit(lambda r, o, b, k: limarl.srm_steps(model, srm_opt, chunk, r, o, b, k, kl_w))
-    rolim_fn = jax.jit(lambda r, o, b, k: limarl.rolim_steps(model, rolim_opt, chunk, r, o, b, k, weights))
+    rolim_fn = jax.jit(
+        lambda r, o, b, k: limarl.rolim_steps(model, rolim_opt, chunk, r, o, b, k, weights, train_decoder)
+    )
+    s_state = srm_opt.init(srm)
     rng = np.random.default_rng(0)
     for fn, steps in ((srm_fn, args.srm_steps), (rolim_fn, args.rolim_steps)):
+        if fn is rolim_fn:  # after the SRM: a trained decoder starts from the SRM's
+            trained = {"rolim": rep["rolim"], "decoder": rep["decoder"]} if train_decoder else rep["rolim"]
+            r_state = rolim_opt.init(trained)
         for _ in range(0, steps, chunk):
             idx = rng.choice(train.size, args.minibatch, replace=False)
             mb = jax.tree.map(lambda x, idx=idx: x[idx], train)
@@ -110,6 +120,11 @@ def main():
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--frozen-decoder",
+        action="store_true",
+        help="keep the SRM decoder frozen while ROLIM trains (LIMARL's eq. 2)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 

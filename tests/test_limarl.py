@@ -86,6 +86,24 @@ def test_rolim_updates_leave_the_srm_bit_identical_and_alignment_pulls_mu_hat_to
     )
 
 
+def test_train_decoder_moves_the_decoder_and_keeps_the_encoder(make_cfg, batch):
+    """Table 4's TrainDecoder setting (benchmarks/limarl_digits.py): reconstruction
+    trains ROLIM and the decoder; the encoder (the alignment target) stays frozen."""
+    model, rep = model_and_rep(make_cfg)
+    opt = optax.adam(1e-2)
+    weights = jnp.array([0.0, 1.0, 0.0])  # reconstruction only
+    trained = {"rolim": rep["rolim"], "decoder": rep["decoder"]}
+    new, _, _ = jax.jit(
+        lambda r, o, b, k: limarl.rolim_steps(model, opt, 5, r, o, b, k, weights, train_decoder=True)
+    )(rep, opt.init(trained), batch, jax.random.PRNGKey(3))
+    for a, b in zip(jax.tree.leaves(rep["encoder"]), jax.tree.leaves(new["encoder"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for part in ("decoder", "rolim"):
+        pairs = zip(jax.tree.leaves(rep[part]), jax.tree.leaves(new[part]), strict=True)
+        moved = [not np.array_equal(a, b) for a, b in pairs]
+        assert any(moved), part
+
+
 def test_kl_warmup_schedule_values():
     assert float(limarl.kl_weight(jnp.int32(0), 0.1, 5000)) == 0.0
     np.testing.assert_allclose(limarl.kl_weight(jnp.int32(2500), 0.1, 5000), 0.05)

@@ -141,15 +141,25 @@ class LatentModel:
         return _masked_means(jnp.stack([rec, kl_std_normal(mu, logvar)], -1), mask)
 
     def rolim_terms(
-        self, rep: dict, mu_hat: jax.Array, logvar_hat: jax.Array, state: jax.Array, mask: jax.Array, key
+        self,
+        rep: dict,
+        mu_hat: jax.Array,
+        logvar_hat: jax.Array,
+        state: jax.Array,
+        mask: jax.Array,
+        key,
+        train_decoder: bool = False,
     ) -> jax.Array:
         """mu_hat, logvar_hat [B, T, n, d], state [B, T, S], mask [B, T] -> (align, rec, KL) [3].
 
-        The SRM is frozen here: its outputs are constants for the ROLIM gradient."""
-        rep = jax.lax.stop_gradient({"encoder": rep["encoder"], "decoder": rep["decoder"]})
-        mu, _ = self.encode(rep, state)
+        The SRM is frozen here: its outputs are constants for the ROLIM gradient (eq. 2).
+        train_decoder=True lets the decoder's gradient through (Table 4's TrainDecoder
+        ablation, benchmarks/limarl_digits.py); LIMARL itself never sets it."""
+        frozen = jax.lax.stop_gradient({"encoder": rep["encoder"], "decoder": rep["decoder"]})
+        mu, _ = self.encode(frozen, state)
         align = squared_error(mu_hat, mu[:, :, None])
-        recon = self.decoder.apply(rep["decoder"], reparameterize(key, mu_hat, logvar_hat))
+        decoder = rep["decoder"] if train_decoder else frozen["decoder"]
+        recon = self.decoder.apply(decoder, reparameterize(key, mu_hat, logvar_hat))
         rec = squared_error(recon, state[:, :, None])
         terms = jnp.stack([align, rec, kl_std_normal(mu_hat, logvar_hat)], -1)  # [B, T, n, 3]
         return _masked_means(terms, jnp.broadcast_to(mask[..., None], terms.shape[:3]))
@@ -221,20 +231,28 @@ def rolim_steps(
     batch: EpisodeBatch,
     key: jax.Array,
     weights: jax.Array,
+    train_decoder: bool = False,
 ):
     """`rounds` Adam steps of eq. 2 (weights = l_align, l_rec, l_KL) with the SRM frozen:
-    only rep["rolim"] changes. Returns (rep, opt_state, (align, rec, KL) per step [rounds, 3])."""
+    only rep["rolim"] changes (with train_decoder also rep["decoder"]: the optimiser state
+    is then over {"rolim": ..., "decoder": ...}). Returns (rep, opt_state, (align, rec, KL) per step
+    [rounds, 3])."""
     t = batch.reward.shape[1]
     state, mask = batch.state[:, :t], batch.mask
     inputs = episode_inputs(batch.obs, batch.actions, model.spec.n_actions)
+    if train_decoder:
+        trained, merge = {"rolim": rep["rolim"], "decoder": rep["decoder"]}, lambda p: {**rep, **p}
+    else:
+        trained, merge = rep["rolim"], lambda p: {**rep, "rolim": p}
 
     def loss(p, k):
-        mu_hat, logvar_hat = model.infer({"rolim": p}, inputs)
-        terms = model.rolim_terms(rep, mu_hat[:, :t], logvar_hat[:, :t], state, mask, k)
+        r = merge(p)
+        mu_hat, logvar_hat = model.infer(r, inputs)
+        terms = model.rolim_terms(r, mu_hat[:, :t], logvar_hat[:, :t], state, mask, k, train_decoder)
         return terms @ weights, terms
 
-    rolim, opt_state, terms = _adam_steps(optimizer, rounds, rep["rolim"], opt_state, key, loss)
-    return {**rep, "rolim": rolim}, opt_state, terms
+    trained, opt_state, terms = _adam_steps(optimizer, rounds, trained, opt_state, key, loss)
+    return merge(trained), opt_state, terms
 
 
 def retrain_due(online_loss: jax.Array, val_loss: jax.Array, delta: float) -> jax.Array:
