@@ -73,8 +73,7 @@ def train_config(model, train, kl_w: float, align: float, args, key):
     rng = np.random.default_rng(0)
     for fn, steps in ((srm_fn, args.srm_steps), (rolim_fn, args.rolim_steps)):
         if fn is rolim_fn:  # after the SRM: a trained decoder starts from the SRM's
-            trained = {"rolim": rep["rolim"], "decoder": rep["decoder"]} if train_decoder else rep["rolim"]
-            r_state = rolim_opt.init(trained)
+            r_state = rolim_opt.init(limarl.rolim_trained_params(rep, train_decoder))
         for _ in range(0, steps, chunk):
             idx = rng.choice(train.size, args.minibatch, replace=False)
             mb = jax.tree.map(lambda x, idx=idx: x[idx], train)

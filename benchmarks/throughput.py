@@ -1,7 +1,8 @@
 """Engine throughput: env-only, collection and full training (QMIX by default), in env steps/s.
 
     python benchmarks/throughput.py [--algos qmix limarl] [--envs smax_3m smax_corridor]
-                                    [--num-envs 8 64 512] [--num-seeds 1 8] [--json PATH] [key=value ...]
+                                    [--num-envs 8 64 512] [--num-seeds 1 8] [--settle-chunks 6]
+                                    [--update-len T] [--json PATH] [key=value ...]
 
 For every (algo, env, num_envs, num_seeds):
   env_only_sps  the episode rollout with uniformly random valid actions (the floor

@@ -92,10 +92,9 @@ def test_train_decoder_moves_the_decoder_and_keeps_the_encoder(make_cfg, batch):
     model, rep = model_and_rep(make_cfg)
     opt = optax.adam(1e-2)
     weights = jnp.array([0.0, 1.0, 0.0])  # reconstruction only
-    trained = {"rolim": rep["rolim"], "decoder": rep["decoder"]}
     new, _, _ = jax.jit(
         lambda r, o, b, k: limarl.rolim_steps(model, opt, 5, r, o, b, k, weights, train_decoder=True)
-    )(rep, opt.init(trained), batch, jax.random.PRNGKey(3))
+    )(rep, opt.init(limarl.rolim_trained_params(rep, True)), batch, jax.random.PRNGKey(3))
     for a, b in zip(jax.tree.leaves(rep["encoder"]), jax.tree.leaves(new["encoder"]), strict=True):
         np.testing.assert_array_equal(a, b)
     for part in ("decoder", "rolim"):

@@ -222,6 +222,12 @@ def srm_steps(
     return {**rep, **srm}, opt_state, terms
 
 
+def rolim_trained_params(rep: dict, train_decoder: bool = False):
+    """The part of rep that rolim_steps trains (its optimiser state is over this):
+    rep["rolim"], or {"rolim", "decoder"} with train_decoder."""
+    return {"rolim": rep["rolim"], "decoder": rep["decoder"]} if train_decoder else rep["rolim"]
+
+
 def rolim_steps(
     model: LatentModel,
     optimizer: optax.GradientTransformation,
@@ -240,10 +246,8 @@ def rolim_steps(
     t = batch.reward.shape[1]
     state, mask = batch.state[:, :t], batch.mask
     inputs = episode_inputs(batch.obs, batch.actions, model.spec.n_actions)
-    if train_decoder:
-        trained, merge = {"rolim": rep["rolim"], "decoder": rep["decoder"]}, lambda p: {**rep, **p}
-    else:
-        trained, merge = rep["rolim"], lambda p: {**rep, "rolim": p}
+    trained = rolim_trained_params(rep, train_decoder)
+    merge = (lambda p: {**rep, **p}) if train_decoder else (lambda p: {**rep, "rolim": p})
 
     def loss(p, k):
         r = merge(p)
@@ -321,7 +325,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
             opt_state=optimizer.init(params),
             rep=rep,
             srm_opt=srm_optimizer.init(srm),
-            rolim_opt=rolim_optimizer.init(rep["rolim"]),
+            rolim_opt=rolim_optimizer.init(rolim_trained_params(rep)),
             best_rep=rep,
             # Large but finite, so that products with a zero weight stay 0 (not nan).
             best_terms=jnp.full((3,), 1e30),
