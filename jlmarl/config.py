@@ -121,7 +121,7 @@ def validate(cfg: DictConfig) -> None:
     a = cfg.algo
     positive_ints = [
         "num_seeds", "num_envs", "total_steps", "test_interval", "test_episodes", "buffer_size",
-        "batch_size", "episodes_per_update", "time_buckets", "checkpoint_interval", "checkpoint_keep",
+        "batch_size", "time_buckets", "checkpoint_interval", "checkpoint_keep",
         "algo.target_update_interval",
     ]  # fmt: skip
     # Keys shared by several methods are checked here when the method has them; a
@@ -138,6 +138,11 @@ def validate(cfg: DictConfig) -> None:
         if key in a:
             ok = _is_number(a[key]) and 0 <= a[key] <= 1
             _check(ok, f"algo.{key} must be a number in [0, 1], got {a[key]!r}")
+    _check(
+        _is_number(cfg.episodes_per_update) and cfg.episodes_per_update > 0,
+        f"episodes_per_update must be a number > 0 (below 1: several updates per episode), "
+        f"got {cfg.episodes_per_update!r}",
+    )
     _check(
         cfg.batch_size <= cfg.buffer_size,
         f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "

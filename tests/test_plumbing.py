@@ -27,6 +27,7 @@ from jlmarl.plot import bootstrap_ci, plot_runs, run_curves
         ("num_seeds=0", "num_seeds must be a positive integer, got 0"),
         ("seed=-1", "seed must be a non-negative integer, got -1"),
         ("batch_size=6000", "batch_size=6000 exceeds buffer_size=5000"),
+        ("episodes_per_update=0", "episodes_per_update must be a number > 0 (below 1: several updates"),
         ("checkpoint_interval=0", "checkpoint_interval must be a positive integer, got 0"),
         ("checkpoint_keep=-1", "checkpoint_keep must be a positive integer, got -1"),
         ("checkpoint_buffer=maybe", "checkpoint_buffer must be true or false, got 'maybe'"),
@@ -45,6 +46,17 @@ def test_every_bad_setting_is_one_sentence_naming_the_key(override, message):
         load_config([override])
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "num_envs, episodes_per_update, updates",
+    [(16, 8, 2), (12, 8, 1), (4, 8, 1), (16, 0.1, 160), (16, 0.25, 64), (3, 0.1, 30)],
+)
+def test_updates_per_chunk_counts_down_to_several_per_episode(num_envs, episodes_per_update, updates):
+    from jlmarl.core.engine import EngineConfig
+
+    cfg = load_config([f"num_envs={num_envs}", f"episodes_per_update={episodes_per_update}"])
+    assert EngineConfig.from_cfg(cfg).updates_per_chunk == updates
 
 
 def test_distributed_process_id_range():

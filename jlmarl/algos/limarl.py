@@ -302,7 +302,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
     l_align, l_rec, kl_beta = loss_weights(lc)
     kl_warmup = int(lc["kl_warmup"])
     rounds = int(lc["rep_updates"])
-    pretrain_updates = math.ceil(int(lc["pretrain_episodes"]) / int(cfg["episodes_per_update"]))
+    pretrain_updates = math.ceil(int(lc["pretrain_episodes"]) / float(cfg["episodes_per_update"]))
     delta = float(lc["delta"])
     n_val, n_monitor, window = int(lc["val_episodes"]), int(lc["monitor_episodes"]), int(lc["online_window"])
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -42,6 +43,13 @@ class SeedCarry:
     evals: jax.Array  # int32 [], evaluations run
 
 
+def updates_per_chunk(num_envs: int, episodes_per_update: float) -> int:
+    """Gradient steps per chunk of num_envs collected episodes (at least one);
+    episodes_per_update below 1 gives several updates per episode (0.1: ten).
+    The epsilon keeps 16 / 0.1 from flooring to 159."""
+    return max(1, math.floor(num_envs / episodes_per_update + 1e-9))
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
     num_envs: int
@@ -58,7 +66,7 @@ class EngineConfig:
             num_envs=int(cfg.num_envs),
             buffer_size=int(cfg.buffer_size),
             batch_size=int(cfg.batch_size),
-            updates_per_chunk=max(1, int(cfg.num_envs) // int(cfg.episodes_per_update)),
+            updates_per_chunk=updates_per_chunk(int(cfg.num_envs), cfg.episodes_per_update),
             target_update_interval=int(cfg.algo.target_update_interval),
             test_episodes=int(cfg.test_episodes),
             time_buckets=int(cfg.time_buckets),
