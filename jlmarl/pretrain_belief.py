@@ -1,13 +1,15 @@
 """python -m jlmarl.pretrain_belief env=<env> [algo.belief.<key>=value ...]
 
 Stage 1 of Belief-I2Q (seed 002): collect `algo.belief.episodes` episodes with a
-uniformly random policy (vmapped envs), train the recurrent conditional VAE of
-jlmarl.nets.belief offline on each agent's history labelled with the env's
-hidden state (EnvSpec.hidden_dims), evaluate it on `algo.belief.eval_episodes`
-fresh episodes, and save it with orbax to `algo.belief.checkpoint` (default
-beliefs/<env>), where `python -m jlmarl.train algo=belief_i2q env=<env>` finds it.
-The checkpoint also holds belief.json (env spec, model sizes, metrics) so that a
-run refuses a model trained for another env.
+uniformly random policy (vmapped envs; from random starts, as the paper does, with
+`algo.belief.random_start=true` where the env has that option), train the
+recurrent conditional VAE of jlmarl.nets.belief offline on each agent's history
+labelled with the env's hidden state (EnvSpec.hidden_dims), evaluate it on
+`algo.belief.eval_episodes` fresh episodes of the env itself, and save it with
+orbax to `algo.belief.checkpoint` (default beliefs/<env>), where
+`python -m jlmarl.train algo=belief_i2q env=<env>` finds it. The checkpoint also
+holds belief.json (env spec, model sizes, metrics) so that a run refuses a model
+trained for another env.
 
 Metrics: the belief's error against the true hidden state at every time step
 (squared error summed over the hidden entries, with z from the prior as when
@@ -62,6 +64,7 @@ class BeliefConfig:
     mlp_dim: int = 64
     samples: int = 2  # decoded draws averaged into a belief
     temperature: float = 0.5  # scale of the prior's std when drawing z
+    random_start: bool = False  # collect the training data from random starts (env option random_start)
 
     @classmethod
     def from_cfg(cls, belief_cfg) -> BeliefConfig:
@@ -242,9 +245,24 @@ def load_belief(path: str | Path, spec: EnvSpec) -> tuple[BeliefModel, Any, dict
     return model, params, meta
 
 
-def make_env(cfg: DictConfig) -> Env:
+def make_env(cfg: DictConfig, **extra) -> Env:
     env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "name"}
-    return envs.make(cfg.env.name, **env_kwargs)
+    return envs.make(cfg.env.name, **env_kwargs, **extra)
+
+
+def collection_env(cfg: DictConfig, env: Env) -> Env:
+    """The env the training data comes from: `env`, or its random-start version."""
+    if not cfg.algo.belief.random_start:
+        return env
+    try:
+        return make_env(cfg, random_start=True)
+    except TypeError as e:
+        if "random_start" not in str(e):
+            raise
+        raise ConfigError(
+            f"algo.belief.random_start=true, but env={cfg.env.name} has no random_start option; "
+            "set algo.belief.random_start=false"
+        ) from None
 
 
 def pretrain(cfg: DictConfig, log_every: int = 500, env: Env | None = None) -> dict:
@@ -263,7 +281,8 @@ def pretrain(cfg: DictConfig, log_every: int = 500, env: Env | None = None) -> d
     t0 = time.time()
     key = jax.random.PRNGKey(cfg.seed)
     k_train, k_eval_data, k_eval = jax.random.split(key, 3)
-    params, _, log = train_belief(env, bcfg, k_train, log_every)
+    # Evaluated on `env` itself: the distribution the belief is used on.
+    params, _, log = train_belief(collection_env(cfg, env), bcfg, k_train, log_every)
     train_s = time.time() - t0
     eval_batch = collect_episodes(env, k_eval_data, bcfg.eval_episodes)
     model = make_model(spec, bcfg)

@@ -159,6 +159,20 @@ def test_oracle_reset_hides_the_box_and_draws_every_box():
     assert counts.sum() == N_RESETS and counts.min() >= 10  # ~21 each
 
 
+def test_oracle_random_start_spreads_the_agents_and_keeps_the_box_draw():
+    centre, spread = _env("oracle"), envs.make("oracle", random_start=True)
+    key = jax.random.key(0)
+    (_, ts_c), (s, ts_r) = (
+        _resets(centre, key),
+        jax.jit(jax.vmap(spread.reset))(jax.random.split(key, N_RESETS)),
+    )
+    np.testing.assert_array_equal(ts_r.state[:, 6:], ts_c.state[:, 6:])  # same key, same correct box
+    pos = np.asarray(s.pos)
+    assert pos.min() >= 0 and pos.max() <= 20 and len(np.unique(pos.reshape(-1, 2), axis=0)) > N_RESETS
+    np.testing.assert_array_equal(ts_r.obs[..., 2:], 0)  # nothing revealed before a step
+    assert not np.asarray(s.visited).any()
+
+
 def test_oracle_correct_box_ends_the_episode_and_wrong_box_does_not():
     env = _env("oracle")
     up = 3  # +y

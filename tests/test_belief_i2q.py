@@ -241,6 +241,15 @@ def test_config_and_checkpoint_errors_name_the_fix(make_cfg, tmp_path):
         train_build(missing)
 
 
+def test_random_start_data_needs_an_env_with_that_option(make_cfg, tmp_path):
+    ckpt = f"algo.belief.checkpoint={tmp_path / 'b'}"
+    with pytest.raises(
+        ConfigError, match="env=honeycomb has no random_start option; set algo.belief.random_start"
+    ):
+        pretrain(make_cfg("algo=belief_i2q", "env=honeycomb", "algo.belief.random_start=true", ckpt))
+    assert not (tmp_path / "b").exists()
+
+
 def test_pretrain_refuses_to_overwrite_a_model(make_cfg, phase_belief):
     with pytest.raises(ConfigError, match="already holds a belief model"):
         pretrain(make_cfg(*ORACLE_TINY, f"algo.belief.checkpoint={phase_belief[0]}"))

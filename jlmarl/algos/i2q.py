@@ -127,6 +127,8 @@ def check_config(cfg) -> None:
         _positive(b[key], f"belief.{key}")
     if not b.lr > 0:
         raise ValueError(f"algo.belief.lr must be > 0, got {b.lr}")
+    if not isinstance(b.random_start, bool):
+        raise ValueError(f"algo.belief.random_start must be true or false, got {b.random_start!r}")
     for key in ("kl_weight", "temperature"):
         if not b[key] >= 0:
             raise ValueError(f"algo.belief.{key} must be >= 0, got {b[key]}")

@@ -6,7 +6,10 @@ Positions live on a lattice of step 0.05 (stored as integers 0..20, so that the
 
     0 stay, 1 +x, 2 -x, 3 +y, 4 -y, 5 +x+y, 6 +x-y, 7 -x+y, 8 -x-y
 
-(a move past the border is clipped). Three boxes stand at (0.1, 0.1), (0.9, 0.9)
+(a move past the border is clipped). `random_start=True` draws each agent's start
+uniformly over the lattice instead: the Belief-I2Q paper collects its belief-model
+data this way (more oracle and box visits per random episode); RL runs keep the
+centre start. Three boxes stand at (0.1, 0.1), (0.9, 0.9)
 and (0.1, 0.9); one of them, drawn uniformly at reset, is correct. The oracle
 stands at (0.9, 0.1). "At" a place means within Euclidean distance 0.1 (inclusive).
 
@@ -70,7 +73,8 @@ def _within(pos: jax.Array, target: jax.Array) -> jax.Array:
 class Oracle:
     """Two agents, three boxes, one oracle; see the module docstring."""
 
-    def __init__(self, episode_limit: int = 40):
+    def __init__(self, episode_limit: int = 40, random_start: bool = False):
+        self.random_start = bool(random_start)
         self.spec = EnvSpec(
             name="oracle",
             n_agents=N_AGENTS,
@@ -94,8 +98,12 @@ class Oracle:
         return make_timestep(self.spec, obs, state, avail, reward, won, truncated, info)
 
     def reset(self, key: jax.Array) -> tuple[OracleState, Timestep]:
+        if self.random_start:  # a key of its own: the box drawn for a key is the same either way
+            pos = jax.random.randint(jax.random.fold_in(key, 1), (N_AGENTS, 2), 0, RESOLUTION + 1, jnp.int32)
+        else:
+            pos = jnp.tile(jnp.asarray(START), (N_AGENTS, 1))
         s = OracleState(
-            pos=jnp.tile(jnp.asarray(START), (N_AGENTS, 1)),
+            pos=pos,
             visited=jnp.zeros((N_AGENTS,), jnp.bool_),
             correct=jax.random.randint(key, (), 0, len(BOXES), jnp.int32),
             t=jnp.int32(0),
@@ -114,8 +122,8 @@ class Oracle:
         return s, self._timestep(s, reward, won)
 
 
-def oracle(episode_limit: int = 40) -> Oracle:
-    return Oracle(episode_limit=episode_limit)
+def oracle(episode_limit: int = 40, random_start: bool = False) -> Oracle:
+    return Oracle(episode_limit=episode_limit, random_start=random_start)
 
 
 register("oracle", oracle)
