@@ -41,6 +41,7 @@ from jlmarl.pretrain_belief import collect_episodes, evaluate_belief, load_belie
 from jlmarl.train import build
 
 ALGOS = ("belief_i2q", "rec_i2q", "rec_hyst_iql")
+SHOWN = ("test_return_mean",)  # printed and stored per seed; the other test metrics as means
 ENGINE = ["num_envs=16", "episodes_per_update=4", "batch_size=32", "buffer_size=5000", "test_episodes=32"]
 
 
@@ -101,9 +102,11 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
             test, steps = jax.device_get((test, carry.env_steps))
             points.append(((i + 1) * num_envs, np.asarray(steps), test))
             ret = test["test_return_mean"]
+            # Means of the env's info keys (oracle: win and oracle-visit rates) show the greedy route.
+            info = " ".join(f"{k[5:]} {np.mean(v):.2f}" for k, v in sorted(test.items()) if k not in SHOWN)
             print(
                 f"[{env} {algo}] episodes {(i + 1) * num_envs} test_return {ret.mean():.3f} "
-                f"(seeds {np.array2string(ret, precision=2)}) {time.time() - t0:.0f}s",
+                f"(seeds {np.array2string(ret, precision=2)}) {info} {time.time() - t0:.0f}s",
                 flush=True,
             )
     returns = np.array([p[2]["test_return_mean"] for p in points]).T  # [seeds, points]
@@ -128,8 +131,9 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
         "wall_s": round(time.time() - t0, 1),
         "overrides": overrides,
     }
-    if "test_win_rate" in points[0][2]:
-        curve["test_win_rate_mean"] = [float(np.mean(p[2]["test_win_rate"])) for p in points]
+    for key in sorted(points[0][2]):
+        if key not in SHOWN:  # per evaluation, the mean over seeds of each env info key
+            curve[f"{key}_by_eval"] = [float(np.mean(p[2][key])) for p in points]
     return curve
 
 
