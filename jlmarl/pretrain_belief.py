@@ -247,7 +247,7 @@ def load_belief(path: str | Path, spec: EnvSpec) -> tuple[BeliefModel, Any, dict
 
 def make_env(cfg: DictConfig, **extra) -> Env:
     env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "name"}
-    return envs.make(cfg.env.name, **env_kwargs, **extra)
+    return envs.make(cfg.env.name, **{**env_kwargs, **extra})  # extra wins over the run's env keys
 
 
 def collection_env(cfg: DictConfig, env: Env) -> Env:
