@@ -18,7 +18,7 @@ For each env (oracle, honeycomb by default):
    evaluation of 32 episodes is too noisy to compare methods by) and the mean return
    over all evaluations (area under the curve: the "converges faster" claim), each
    with its 95% t-interval over seeds.
-On oracle it also prints the belief-quality table: the decoded belief about the
+On oracle (and oracle_shared) it also prints the belief-quality table: the decoded belief about the
 correct box against the truth, per agent and step, before the agent's oracle visit
 (split by whether it has stood at a wrong box, which rules that box out), in the
 step of the reveal, and after it (squared error, argmax accuracy, belief mass left on
@@ -50,7 +50,8 @@ SHOWN = ("test_return_mean",)  # printed and stored per seed; the other test met
 # episode (here 4 episodes, ~100-160 agent transitions), Polyak targets, and epsilon
 # falling linearly from 0.6 towards 0 over episodes x episode_limit steps (set per run).
 ENGINE = ["num_envs=16", "episodes_per_update=0.1", "batch_size=4", "buffer_size=5000", "test_episodes=32"]
-RANDOM_START_ENVS = ("oracle",)  # belief data from random starts, as the paper collects it
+ORACLES = ("oracle", "oracle_shared")  # the belief table is theirs
+RANDOM_START_ENVS = ORACLES  # belief data from random starts, as the paper collects it
 
 
 def ci95(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,11 +149,13 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
     return curve
 
 
-def oracle_belief_table(ckpt: Path, n_episodes: int, seed: int) -> dict:
+def oracle_belief_table(name: str, ckpt: Path, n_episodes: int, seed: int) -> dict:
     """Belief about the correct box vs the truth, split by what the agent has seen:
     nothing, the reveal, or a wrong box (still running, so not the correct one), on
-    random-start random-policy episodes (from the centre, random walks seldom get anywhere)."""
-    env = envs.make("oracle", random_start=True)
+    random-start random-policy episodes (from the centre, random walks seldom get anywhere).
+    "The visit" is the agent's own first oracle visit and a wrong box one it stood at
+    (oracle_shared: anyone's, as each agent sees both)."""
+    env = envs.make(name, random_start=True)
     spec = env.spec
     model, params, _ = load_belief(ckpt, spec)
     k_data, k_eval = jax.random.split(jax.random.PRNGKey(seed + 1000))
@@ -161,12 +164,16 @@ def oracle_belief_table(ckpt: Path, n_episodes: int, seed: int) -> dict:
     belief, label = ev["belief"], ev["label"]  # [B, T+1, n, 3], [B, T+1, 3]
     valid = np.concatenate([np.ones_like(batch.mask[:, :1]), batch.mask], axis=1)  # [B, T+1]
     visited = np.asarray(batch.state[..., 4:6]) > 0.5  # [B, T+1, n] after the step into obs t
-    reveal = np.asarray(batch.obs[..., 2:5]).sum(-1) > 0.5  # the one step that shows the box
+    if env.shared_view:
+        visited = np.broadcast_to(visited.any(-1, keepdims=True), visited.shape)
+    reveal = np.asarray(batch.obs[..., -3:]).sum(-1) > 0.5  # the one step that shows the box
     err = ((belief - label[:, :, None]) ** 2).sum(-1)
     correct = belief.argmax(-1) == label[:, :, None].argmax(-1)
     valid_n = np.broadcast_to(np.asarray(valid)[..., None], err.shape) > 0
     pos = np.asarray(batch.state[..., :4]).reshape(*err.shape, 2) * oracle.RESOLUTION
     at_box = ((pos[..., None, :] - oracle.BOXES) ** 2).sum(-1) <= oracle.REACH_SQ  # [B, T+1, n, 3]
+    if env.shared_view:  # each agent sees where the other stands too
+        at_box = np.broadcast_to(at_box.any(2, keepdims=True), at_box.shape)
     wrong = np.logical_or.accumulate(at_box, axis=1) & ~label[:, :, None].astype(bool)
     seen_wrong = wrong.any(-1)
     groups = {
@@ -259,8 +266,8 @@ def main() -> None:
             "kl_by_t": metrics["kl_by_t"],
             "prior_mean_error": metrics["prior_mean_error"],
         }
-        if env == "oracle":
-            result["belief"][env]["table"] = oracle_belief_table(ckpt, args.table_episodes, args.seed)
+        if env in ORACLES:
+            result["belief"][env]["table"] = oracle_belief_table(env, ckpt, args.table_episodes, args.seed)
         for algo in args.algos:
             result["curves"].append(train_curves(algo, env, ckpt, args, args.overrides))
             (args.json or args.out / "summary.json").write_text(json.dumps(result, indent=1))

@@ -18,7 +18,7 @@ import jlmarl.envs as envs
 from jlmarl.envs import escape_room, gathering, honeycomb, oracle, random_actions
 
 ROOT = Path(__file__).resolve().parents[1]
-BELIEF_ENVS = ["oracle", "escape_room", "gathering", "honeycomb"]
+BELIEF_ENVS = ["oracle", "oracle_shared", "escape_room", "gathering", "honeycomb"]
 
 
 class _Compiled:
@@ -149,6 +149,25 @@ def test_oracle_first_visit_is_per_agent():
     np.testing.assert_array_equal(ts.obs[:, 2:], [[1, 0, 0], [1, 0, 0]])
     assert float(ts.reward) == pytest.approx(-0.01 + 0.2)
     assert float(ts.info["oracle_visited"]) == 1.0
+
+
+def test_oracle_shared_answers_once_to_both_and_shows_both_positions():
+    env = _env("oracle_shared")
+    assert env.spec.obs_dim == 7 and env.spec.hidden_dims == (6, 7, 8)
+    s = _oracle_state([[16, 2], [10, 12]], correct=2)
+    s, ts = _step(env, s, [1, 0])  # agent 0 reaches the oracle: both are told, +0.1 once
+    np.testing.assert_allclose(ts.obs[:, :4], [[0.85, 0.1, 0.5, 0.6], [0.5, 0.6, 0.85, 0.1]])
+    np.testing.assert_array_equal(ts.obs[:, 4:], [[0, 0, 1], [0, 0, 1]])
+    assert float(ts.reward) == pytest.approx(-0.01 + 0.1)
+    s, ts = _step(env, s, [0, 0])  # shown for that step only
+    np.testing.assert_array_equal(ts.obs[:, 4:], 0)
+    s = s.replace(pos=jnp.asarray([[10, 10], [16, 2]], jnp.int32))
+    _, ts = _step(env, s, [0, 1])  # agent 1's own first visit: the oracle has already answered
+    np.testing.assert_array_equal(ts.obs[:, 4:], 0)
+    assert float(ts.reward) == pytest.approx(-0.01)
+    _, ts = _step(env, _oracle_state([[16, 2], [18, 4]], correct=1), [1, 0])  # both arrive: paid once
+    np.testing.assert_array_equal(ts.obs[:, 4:], [[0, 1, 0], [0, 1, 0]])
+    assert float(ts.reward) == pytest.approx(-0.01 + 0.1)
 
 
 def test_oracle_reset_hides_the_box_and_draws_every_box():

@@ -24,6 +24,12 @@ Observed, per agent i (obs_dim 5):
            in which agent i reaches the oracle for the first time; zeros otherwise
            (later visits reveal nothing). The other agent is not observed.
 
+`oracle_shared` (`shared_view=True`) is the env of the Belief-I2Q paper's public
+code, which differs from the spec's reading above in what is shared: every agent
+observes both positions, obs_dim 7 = [own x, y, other x, y, reveal(3)], and the
+oracle answers once per episode, to everyone: the first step in which any agent
+reaches it pays +0.1 (once) and shows the box to both agents.
+
 Global state (state_dim 9):
     [0:4]  both agents' positions (x0, y0, x1, y1) in [0, 1]
     [4:6]  whether each agent has visited the oracle (0/1)
@@ -63,7 +69,7 @@ class OracleState:
     visited: jax.Array  # bool [2], agent has been at the oracle
     correct: jax.Array  # int32 [], index of the correct box
     t: jax.Array  # int32 [], steps taken
-    revealed: jax.Array  # bool [2], agent's first oracle visit happened in the last step
+    revealed: jax.Array  # bool [2], the last step showed agent i the box (first visit; shared_view: anyone's)
 
 
 def _within(pos: jax.Array, target: jax.Array) -> jax.Array:
@@ -73,12 +79,13 @@ def _within(pos: jax.Array, target: jax.Array) -> jax.Array:
 class Oracle:
     """Two agents, three boxes, one oracle; see the module docstring."""
 
-    def __init__(self, episode_limit: int = 40, random_start: bool = False):
+    def __init__(self, episode_limit: int = 40, random_start: bool = False, shared_view: bool = False):
         self.random_start = bool(random_start)
+        self.shared_view = bool(shared_view)
         self.spec = EnvSpec(
-            name="oracle",
+            name="oracle_shared" if self.shared_view else "oracle",
             n_agents=N_AGENTS,
-            obs_dim=5,
+            obs_dim=7 if self.shared_view else 5,
             state_dim=9,
             n_actions=len(MOVES),
             episode_limit=episode_limit,
@@ -90,7 +97,9 @@ class Oracle:
         box = jax.nn.one_hot(s.correct, len(BOXES))
         xy = s.pos.astype(jnp.float32) / RESOLUTION
         reveal = s.revealed[:, None].astype(jnp.float32) * box[None, :]
-        obs = jnp.concatenate([xy, reveal], axis=1)
+        # shared_view: each agent sees both positions, its own first (agent i's other is 1 - i).
+        seen = [xy, xy[::-1]] if self.shared_view else [xy]
+        obs = jnp.concatenate([*seen, reveal], axis=1)
         state = jnp.concatenate([xy.reshape(-1), s.visited.astype(jnp.float32), box])
         avail = jnp.ones((N_AGENTS, self.spec.n_actions), jnp.bool_)
         truncated = jnp.logical_and(s.t >= self.spec.episode_limit, ~won)
@@ -115,10 +124,16 @@ class Oracle:
         del key  # deterministic dynamics
         pos = jnp.clip(s.pos + jnp.asarray(MOVES)[actions], 0, RESOLUTION)
         at_oracle = _within(pos, jnp.asarray(ORACLE))
-        first = at_oracle & ~s.visited
+        if self.shared_view:  # the oracle answers once per episode, shown to (and paid once for) all
+            answered = at_oracle.any() & ~s.visited.any()
+            paid, revealed = answered.astype(jnp.float32), jnp.broadcast_to(answered, (N_AGENTS,))
+        else:
+            first = at_oracle & ~s.visited
+            paid, revealed = first.sum(), first
         won = _within(pos, jnp.asarray(BOXES)[s.correct]).any()
-        reward = STEP_REWARD + ORACLE_REWARD * first.sum() + BOX_REWARD * won
-        s = OracleState(pos=pos, visited=s.visited | at_oracle, correct=s.correct, t=s.t + 1, revealed=first)
+        reward = STEP_REWARD + ORACLE_REWARD * paid + BOX_REWARD * won
+        visited = s.visited | at_oracle
+        s = OracleState(pos=pos, visited=visited, correct=s.correct, t=s.t + 1, revealed=revealed)
         return s, self._timestep(s, reward, won)
 
 
@@ -126,4 +141,9 @@ def oracle(episode_limit: int = 40, random_start: bool = False) -> Oracle:
     return Oracle(episode_limit=episode_limit, random_start=random_start)
 
 
+def oracle_shared(episode_limit: int = 40, random_start: bool = False) -> Oracle:
+    return Oracle(episode_limit=episode_limit, random_start=random_start, shared_view=True)
+
+
 register("oracle", oracle)
+register("oracle_shared", oracle_shared)
