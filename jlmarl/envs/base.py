@@ -10,6 +10,11 @@ reward, and the end of an episode split into `terminated` (a true terminal: do
 not bootstrap) and `truncated` (the time limit: bootstrap). `info` holds
 fixed-shape arrays only (e.g. `won`), declared up front in `EnvSpec.info_keys`
 so that the engine can allocate and aggregate them without tracing the env.
+
+`extras` is the env-to-buffer channel: per-step arrays a learner may train on
+but no agent acts on (e.g. SMAX's ally-visibility matrix, VDFD's agent graph),
+declared in `EnvSpec.extras` and stored in the replay buffer beside the state.
+An env that declares none costs nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+# (name, shape, dtype name) of one extras entry, e.g. ("ally_visibility", (3, 3), "bool")
+ExtraSpec = tuple[str, tuple[int, ...], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +46,14 @@ class EnvSpec:
     # Indices into Timestep.state of the part hidden from every agent (the label a
     # belief model learns to infer, e.g. Belief-I2Q); () when the env declares none.
     hidden_dims: tuple[int, ...] = ()
+    # Per-step arrays of Timestep.extras, recorded by the rollout into the buffer like the
+    # state (T+1 entries per episode); () when the env declares none.
+    extras: tuple[ExtraSpec, ...] = ()
+
+    @property
+    def extras_shapes(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """name -> (per-step shape, dtype) of every declared extra."""
+        return {name: (tuple(shape), np.dtype(dtype)) for name, shape, dtype in self.extras}
 
     def __post_init__(self):
         for field in ("n_agents", "obs_dim", "state_dim", "n_actions", "episode_limit"):
@@ -47,6 +64,9 @@ class EnvSpec:
             raise ValueError(
                 f"EnvSpec.hidden_dims {self.hidden_dims} must index the state (dim {self.state_dim})"
             )
+        names = [e[0] for e in self.extras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"EnvSpec.extras names must be unique, got {names}")
 
 
 @struct.dataclass
@@ -60,6 +80,7 @@ class Timestep:
     terminated  bool    []                   true terminal (no bootstrapping)
     truncated   bool    []                   time limit reached (bootstrap)
     info        dict[str, scalar array]      keys = EnvSpec.info_keys
+    extras      dict[str, array]             keys/shapes/dtypes = EnvSpec.extras ({} if none)
     """
 
     obs: jax.Array
@@ -69,6 +90,7 @@ class Timestep:
     terminated: jax.Array
     truncated: jax.Array
     info: dict[str, jax.Array]
+    extras: dict[str, jax.Array] = dataclasses.field(default_factory=dict)
 
     @property
     def done(self) -> jax.Array:
@@ -99,12 +121,22 @@ def make_timestep(
     terminated=False,
     truncated=False,
     info: dict | None = None,
+    extras: dict | None = None,
 ) -> Timestep:
-    """Builds a Timestep with the contract's dtypes, filling absent info keys with zeros."""
+    """Builds a Timestep with the contract's dtypes, filling absent info keys with zeros.
+    Every declared extra must be given, with its declared shape."""
     info = dict(info or {})
     unknown = set(info) - set(spec.info_keys)
     if unknown:
         raise ValueError(f"{spec.name}: info keys {sorted(unknown)} are not declared in EnvSpec.info_keys")
+    extras = dict(extras or {})
+    declared = spec.extras_shapes
+    if set(extras) != set(declared):
+        raise ValueError(f"{spec.name}: extras {sorted(extras)} differ from EnvSpec.extras {sorted(declared)}")
+    for name, (shape, dtype) in declared.items():
+        if tuple(jnp.shape(extras[name])) != shape:
+            raise ValueError(f"{spec.name}: extra {name} has shape {jnp.shape(extras[name])}, declared {shape}")
+        extras[name] = jnp.asarray(extras[name], dtype)
     return Timestep(
         obs=jnp.asarray(obs, jnp.float32),
         state=jnp.asarray(state, jnp.float32),
@@ -113,6 +145,7 @@ def make_timestep(
         terminated=jnp.asarray(terminated, jnp.bool_),
         truncated=jnp.asarray(truncated, jnp.bool_),
         info={k: jnp.asarray(info.get(k, 0.0), jnp.float32) for k in spec.info_keys},
+        extras=extras,
     )
 
 
@@ -150,6 +183,7 @@ class AutoReset:
             obs=jnp.where(done, reset_ts.obs, ts.obs),
             state=jnp.where(done, reset_ts.state, ts.state),
             avail=jnp.where(done, reset_ts.avail, ts.avail),
+            extras=jax.tree.map(lambda r, x: jnp.where(done, r, x), reset_ts.extras, ts.extras),
         )
         return AutoResetState(env_state, next_key), ts
 
