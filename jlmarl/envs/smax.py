@@ -32,6 +32,10 @@ from all six types, mixing races, unlike SMACv2), plus ours (SMAX unit indices:
   unit types drawn per episode, each ally uniformly from its race's two types,
   the enemies mirroring the allies. SMACv2's third type per race (colossus,
   medivac, baneling) does not exist in SMAX.
+Extras: `ally_visibility` bool [n_allies, n_allies], entry [i, j] true when ally i
+sees ally j this step, by SMAX's observation rule (both alive, distance < i's sight
+range), so it matches what i's observation shows; the diagonal is "i alive".
+
 SMAC maps needing units SMAX lacks are registered as unsupported and point to
 `env=smac_<map>` (real StarCraft II through the smac package).
 """
@@ -122,6 +126,19 @@ class RaceUnitTypes:
         return jnp.concatenate([drawn[: self.n_allies], drawn[: self.n_enemies]])
 
 
+def ally_visibility(positions: jax.Array, alive: jax.Array, sight: jax.Array, n_allies: int) -> jax.Array:
+    """bool [n_allies, n_allies]: [i, j] = ally i sees ally j this step.
+
+    SMAX's rule for what enters i's observation (`get_obs_unit_list`): both alive and
+    |pos_j - pos_i| < sight range of i's type. Not symmetric when sight ranges differ;
+    the diagonal is i alive (distance 0 is always in sight).
+    positions [n_units, 2], alive [n_units] bool, sight [n_units] (per unit, by type).
+    """
+    pos, live = positions[:n_allies], alive[:n_allies]
+    dist = jnp.linalg.norm(pos[None, :, :] - pos[:, None, :], axis=-1)  # [i, j]
+    return (dist < sight[:n_allies, None]) & live[:, None] & live[None, :]
+
+
 _IMPORT_LOCK = threading.Lock()
 
 
@@ -190,6 +207,7 @@ class SmaxEnv:
             n_actions=inner.num_ally_actions,
             episode_limit=int(max_steps),
             info_keys=("won",),
+            extras=(("ally_visibility", (inner.num_allies, inner.num_allies), "bool"),),
         )
 
     def _global_state(self, world_state: jax.Array) -> jax.Array:
@@ -208,10 +226,17 @@ class SmaxEnv:
     def _observe(self, env_state, obs) -> dict:
         agents = self.jaxmarl_env.agents
         avail = self.jaxmarl_env.get_avail_actions(env_state)
+        s = env_state.state
+        sight = self.jaxmarl_env._env.unit_type_sight_ranges
         return dict(
             obs=jnp.stack([obs[a] for a in agents]),
             state=self._global_state(obs["world_state"]),
             avail=jnp.stack([avail[a] for a in agents]),
+            extras={
+                "ally_visibility": ally_visibility(
+                    s.unit_positions, s.unit_alive, sight[s.unit_types], self.spec.n_agents
+                )
+            },
         )
 
     def reset(self, key: jax.Array):
