@@ -278,7 +278,7 @@ def compare_runs(runs: list[Run], reference: dict | None = None, last: int = 3) 
     for algo in algos:
         counts = {t: sum(len(r.seeds) for r in cells[algo, t]) for t in tasks}
         if len(set(counts.values())) > 1:
-            (t0, n0), (t1, n1) = sorted(counts.items(), key=lambda kv: kv[1])[:: len(counts) - 1]
+            (t0, n0), (t1, n1) = (f(counts.items(), key=lambda kv: kv[1]) for f in (min, max))
             raise CompareError(
                 f"{algo} has {n0} seeds on {t0} but {n1} on {t1}; give an algorithm the same number of seeds "
                 "on every task"
