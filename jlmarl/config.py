@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from jlmarl import algos, envs
@@ -64,30 +64,95 @@ def load_config(overrides: list[str]) -> DictConfig:
 
 
 def load_resume_config(overrides: list[str]) -> DictConfig:
-    """The config saved in run_dir/config.yaml, with the few keys a resumed run may
-    change (RESUMABLE_KEYS) overridden."""
+    """The config saved in run_dir/config.yaml, with the keys a resumed run may change
+    (RESUMABLE_KEYS) overridden. The command may repeat the run's own arguments
+    (`<original args> resume=true`): a group name (algo=, env=) or key given at its
+    saved value is accepted; frozen keys given a new value are refused, all of them
+    in one line with the old and new value."""
     run_dir = _selected(overrides, "run_dir")
     _check(run_dir not in (None, "", "null"), "resume=true needs run_dir=<the run to continue>")
     saved = Path(run_dir) / "config.yaml"
     _check(saved.is_file(), f"resume=true: {saved} not found; run_dir must be an existing run's folder")
-    cfg = OmegaConf.load(saved)
+    try:
+        cfg = OmegaConf.load(saved)
+    except (OSError, ValueError, OmegaConfBaseException) as e:  # yaml errors are ValueErrors
+        raise ConfigError(f"resume=true: {saved} cannot be read ({str(e).splitlines()[0]})") from None
+    changes = []
     for override in overrides:
         key, sep, value = override.partition("=")
         _check(bool(sep), f"bad override {override!r}: expected key=value")
         key = key.lstrip("+~")
-        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
-            now = OmegaConf.select(cfg, key, default="<unset>")
-            raise ConfigError(
-                f"{key} cannot change when resuming (the run has {key}={now}); "
-                f"only {', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can; "
-                "start a new run_dir to change it"
-            )
         try:
-            OmegaConf.update(cfg, key, OmegaConf.create({"v": _parse_value(value)}).v, force_add=True)
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"bad override {override!r}: {str(e).splitlines()[0]}") from None
+            new = _parse_value(value)
+        except Exception as e:  # noqa: BLE001  (Hydra's parser raises several kinds)
+            raise ConfigError(f"bad override {override!r}: {str(e).strip().splitlines()[0]}") from None
+        if key in ("algo", "env"):  # a config group: the run's saved group is its name
+            old = OmegaConf.select(cfg, f"{key}.name")
+            if old != new:
+                changes.append((key, old, new))
+        elif _resumable(key):
+            try:
+                OmegaConf.update(cfg, key, OmegaConf.create({"v": new}).v, force_add=True)
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"bad override {override!r}: {str(e).splitlines()[0]}") from None
+        else:
+            old = OmegaConf.select(cfg, key, default=_UNSET)
+            if not _same_value(old, new):
+                changes.append((key, old, new))
+    if changes:
+        raise ConfigError(_changes_text(changes))
     validate(cfg)
     return cfg
+
+
+_UNSET = "<unset>"
+
+
+def _resumable(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
+
+
+def _same_value(old, new) -> bool:
+    """Saved and command-line values are equal (0 == 0.0, lists by items)."""
+    if isinstance(old, (DictConfig, ListConfig)):
+        old = OmegaConf.to_container(old, resolve=True)
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new) and old == new
+    return old == new
+
+
+def _changes_text(changes: list[tuple[str, object, object]]) -> str:
+    """One line naming every frozen key a resume would change, with both values."""
+    keys = ", ".join(k for k, _, _ in changes)
+    old = ", ".join(f"{k}={v}" for k, v, _ in changes)
+    new = ", ".join(f"{k}={v}" for k, _, v in changes)
+    return (
+        f"{keys} cannot change when resuming (the run has {old}; this command {new}); only "
+        f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can; start a new run_dir to change "
+        f"{'it' if len(changes) == 1 else 'them'}"
+    )
+
+
+def frozen_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
+    """The keys (outside RESUMABLE_KEYS) whose values differ between two run configs,
+    as 'key=<saved> (now <cfg>)': what tells another run from this one."""
+
+    def leaves(node, prefix=""):
+        out = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out.update(leaves(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a = leaves(OmegaConf.to_container(saved, resolve=True))
+    b = leaves(OmegaConf.to_container(cfg, resolve=True))
+    return [
+        f"{k}={a.get(k, _UNSET)} (now {b.get(k, _UNSET)})"
+        for k in sorted(a.keys() | b.keys())
+        if not _resumable(k) and not _same_value(a.get(k, _UNSET), b.get(k, _UNSET))
+    ]
 
 
 def _parse_value(value: str):
