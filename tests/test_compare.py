@@ -66,6 +66,19 @@ def test_probability_of_improvement_known_values():
     assert est["y", "x"].value == pytest.approx(1 - est["x", "y"].value)
 
 
+def test_fast_probability_of_improvement_equals_rliables():
+    from rliable import metrics
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # rounded scores: ties within and across algorithms
+        x, y = (
+            rng.integers(0, 4, (rng.integers(1, 6), 3)) / 4,
+            rng.integers(0, 4, (rng.integers(1, 6), 3)) / 4,
+        )
+        assert stats._improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert stats._improvement(x, x) == 0.5 == metrics.probability_of_improvement(x, x)
+
+
 def test_iqm_curve_and_performance_profile_by_hand():
     # [S=4, T=1, B=2]: step 0 scores 0..3 (IQM of the middle two: 1.5), step 1 all 1.
     curves = np.stack([np.arange(4.0), np.ones(4)], axis=-1)[:, None, :]

@@ -140,16 +140,23 @@ def draw(report: dict, out: Path) -> list[Path]:
     )
     save(fig, "aggregate")
 
-    pairs = [(x, y) for i, x in enumerate(algos) for y in algos[i + 1 :]]
+    poi = report["probability_of_improvement"]
+    # Each pair once, the algorithm more likely to improve on the other as X.
+    pairs = [
+        (x, y) if poi[x][y]["estimate"] >= 0.5 else (y, x)
+        for i, x in enumerate(algos)
+        for y in algos[i + 1 :]
+    ]
     if pairs:
-        poi = report["probability_of_improvement"]
         fig, ax = plt.subplots(figsize=(5, 0.6 + 0.5 * len(pairs)))
         plot_utils.plot_probability_of_improvement(
             {f"{x}{PAIR}{y}": poi[x][y]["estimate"] for x, y in pairs},
             {f"{x}{PAIR}{y}": np.array(poi[x][y]["ci"]) for x, y in pairs},
             pair_separator=PAIR,
             ax=ax,
+            xticks=[0, 0.25, 0.5, 0.75, 1],
         )
+        ax.set_xlim(0, 1)
         save(fig, "probability_of_improvement")
 
     profile = report["performance_profile"]
@@ -177,6 +184,7 @@ def draw(report: dict, out: Path) -> list[Path]:
         ax=ax,
         xlabel="env steps",
         ylabel="IQM normalised score",
+        marker="o" if len(report["env_steps"]) <= 30 else "",
         labelsize="large",
         ticklabelsize="large",
     )
