@@ -39,9 +39,10 @@ import numpy as np
 from scipy import stats
 
 from jlmarl import envs
+from jlmarl.algos.belief_model import collect_episodes, evaluate_belief, load_belief
 from jlmarl.config import load_config
 from jlmarl.envs import oracle
-from jlmarl.pretrain_belief import collect_episodes, evaluate_belief, load_belief, pretrain
+from jlmarl.pretrain_belief import pretrain
 from jlmarl.train import build
 
 ALGOS = ("belief_i2q", "rec_i2q", "rec_hyst_iql")

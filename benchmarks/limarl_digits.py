@@ -42,7 +42,7 @@ from jlmarl import envs
 from jlmarl.algos import limarl
 from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.nets.agents import episode_inputs
-from jlmarl.nets.vae import kl_std_normal
+from jlmarl.nets.gaussian import kl_std_normal
 
 CONFIGS = [  # (name, lambda_KL, lambda_align), as in Table 4
     ("RAE", 0.0, 0.0),

@@ -16,13 +16,16 @@ import optax
 import pytest
 
 from jlmarl.algos import hysteretic, i2q
+from jlmarl.algos.belief_model import collect_episodes, evaluate_belief, load_belief
 from jlmarl.algos.hysteretic import hysteretic_td_loss, hysteretic_weights
 from jlmarl.algos.i2q import I2QNets, i2q_losses
 from jlmarl.config import ConfigError
+from jlmarl.core.algo import AlgoConfigError
 from jlmarl.envs.matrix import THREE_STATE_PAYOFF, MatrixGame
-from jlmarl.pretrain_belief import collect_episodes, evaluate_belief, load_belief, pretrain
+from jlmarl.pretrain_belief import pretrain
 from jlmarl.train import build as train_build
 from jlmarl.train import run
+from tests.helpers import update_ctx
 
 ALGOS = ("belief_i2q", "rec_i2q", "rec_hyst_iql")
 TINY_ALGO = {
@@ -120,7 +123,7 @@ def test_pretrained_belief_infers_the_hidden_phase_from_the_history(phase_belief
     fresh = collect_episodes(ENV, jax.random.split(jax.random.PRNGKey(0), 3)[1], 256)
     again = evaluate_belief(model, params, ENV.spec, fresh, eval_key, 2, 0.5)
     np.testing.assert_allclose(again["belief_error"], err, rtol=1e-5)
-    with pytest.raises(ConfigError, match="was trained for env phase"):
+    with pytest.raises(AlgoConfigError, match="was trained for env phase"):
         load_belief(path, dataclasses.replace(ENV.spec, hidden_dims=(0, 1)))
 
 
@@ -130,7 +133,7 @@ def test_belief_model_stays_bit_identical_through_rl(phase_belief, learners):
     ts = init(jax.random.PRNGKey(0))
     before = jax.tree.map(np.array, ts.params)
     for i in range(3):
-        ts, metrics = update(ts, random_batch(seed=i), jax.random.PRNGKey(i))
+        ts, metrics = update(ts, random_batch(seed=i), jax.random.PRNGKey(i), update_ctx())
     assert int(ts.updates) == 3 and np.isfinite(metrics["loss"])
     for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(ts.belief_params), strict=True):
         np.testing.assert_array_equal(a, b)  # the pre-trained model, every bit
@@ -211,8 +214,8 @@ def test_agents_act_and_learn_only_from_their_own_histories(name, learners):
     # Training is decentralised too: agent 0's update ignores agent 1's observations.
     batch = random_batch()
     other = batch.replace(obs=batch.obs.at[:, :, 1].add(1.0))
-    new_a, _ = update(ts, batch, jax.random.PRNGKey(3))
-    new_b, _ = update(ts, other, jax.random.PRNGKey(3))
+    new_a, _ = update(ts, batch, jax.random.PRNGKey(3), update_ctx())
+    new_b, _ = update(ts, other, jax.random.PRNGKey(3), update_ctx())
     pairs = list(zip(jax.tree.leaves(new_a.params), jax.tree.leaves(new_b.params), strict=True))
     for a, b in pairs:
         np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-7)
@@ -230,7 +233,7 @@ PRETRAIN_TINY = [
 
 def test_config_and_checkpoint_errors_name_the_fix(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="env=matrix_three_state declares no hidden state"):
-        make_cfg("algo=belief_i2q", "env=matrix_three_state")
+        train_build(make_cfg("algo=belief_i2q", "env=matrix_three_state"))
     with pytest.raises(ConfigError, match="algo.hysteresis"):
         make_cfg("algo=rec_hyst_iql", "env=matrix_three_state", "algo.hysteresis=1.5")
     make_cfg("algo=rec_i2q", "env=matrix_three_state")  # the recurrent baselines need no hidden state

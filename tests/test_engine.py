@@ -13,6 +13,7 @@ from jlmarl.core.rollout import run_episodes
 from jlmarl.envs import matrix
 from jlmarl.envs.matrix import MatrixGame
 from jlmarl.train import run
+from tests.helpers import update_ctx
 
 TIMING = {"wall_s", "env_steps_per_s"}
 TINY = [
@@ -91,8 +92,8 @@ def test_time_buckets_cut_only_padding(make_cfg):
 
     padded = jax.tree.map(lambda x: pad(x, 7), batch)
     assert padded.mask.shape == (16, 17) and padded.truncate(10).mask.shape == (16, 10)
-    full, m_full = jax.jit(algo.update)(ts, padded, jax.random.PRNGKey(2))
-    cut, m_cut = jax.jit(algo.update)(ts, padded.truncate(10), jax.random.PRNGKey(2))
+    full, m_full = jax.jit(algo.update)(ts, padded, jax.random.PRNGKey(2), update_ctx())
+    cut, m_cut = jax.jit(algo.update)(ts, padded.truncate(10), jax.random.PRNGKey(2), update_ctx())
     np.testing.assert_allclose(m_full["loss"], m_cut["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(cut.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -101,7 +102,7 @@ def test_time_buckets_cut_only_padding(make_cfg):
 def test_learners_for_many_agents_and_actions_build_without_a_joint_action_table():
     """smax_corridor has 29**6 joint actions: building a learner must not enumerate them
     (only matrix-game Q tables do, when traced), and asking for them says why not."""
-    from jlmarl.algos.value_decomposition import all_joint_actions
+    from jlmarl.algos.q_learning import all_joint_actions
     from jlmarl.config import load_config
     from jlmarl.envs.base import EnvSpec
 

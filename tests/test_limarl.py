@@ -11,12 +11,17 @@ from omegaconf import OmegaConf
 
 from jlmarl import algos
 from jlmarl.algos import limarl
+from jlmarl.core.algo import Phase
+from jlmarl.core.engine import Engine, EngineConfig
 from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.core.seed_cond import cond_any
 from jlmarl.envs.matrix import THREE_STATE_PAYOFF, MatrixGame
-from jlmarl.nets.agents import episode_inputs, unroll
+from jlmarl.nets.agents import episode_inputs
+from jlmarl.nets.gaussian import kl_std_normal
 from jlmarl.nets.latent import LatentAgent
-from jlmarl.nets.vae import GaussianEncoder, kl_std_normal
+from jlmarl.nets.recurrent import unroll
+from jlmarl.nets.vae import GaussianEncoder
+from tests.helpers import update_ctx
 
 TINY = [
     "algo=limarl",
@@ -139,9 +144,11 @@ def trigger_algo(tmp_path_factory):
         ]
     )
     cfg = OmegaConf.to_container(cfg.algo, resolve=True)
-    assert cfg["episodes_per_update"] == 8
     algo = algos.build("limarl", ENV.spec, cfg)
     return algo, jax.jit(algo.update)
+
+
+PAST_PHASE_ONE = update_ctx(phase=1, updates=100)
 
 
 def test_retrain_fires_exactly_when_online_loss_exceeds_validation_mean_times_one_plus_delta(
@@ -152,12 +159,12 @@ def test_retrain_fires_exactly_when_online_loss_exceeds_validation_mean_times_on
     ts = algo.init(jax.random.PRNGKey(0)).replace(updates=jnp.int32(100))  # past Phase I
     key = jax.random.PRNGKey(5)
     # The online loss (alignment only here) of this batch, measured with a validation mean of 0.
-    _, m = update(ts.replace(val_terms=jnp.zeros(3)), batch, key)
+    _, m = update(ts.replace(val_terms=jnp.zeros(3)), batch, key, PAST_PHASE_ONE)
     online = float(m["rolim_online"])
     assert float(m["retrains"]) == 1.0 and float(m["rep_trained"]) == 1.0  # 0 * 1.1 < online
     for scale, fires in ((1.001, False), (0.999, True)):
         val = online / (1 + delta) * scale
-        new, m = update(ts.replace(val_terms=jnp.array([val, 0.0, 0.0])), batch, key)
+        new, m = update(ts.replace(val_terms=jnp.array([val, 0.0, 0.0])), batch, key, PAST_PHASE_ONE)
         assert float(m["rolim_online"]) == online
         assert int(new.retrains) == int(fires) and float(m["rep_trained"]) == float(fires)
         # a retrain refreshes L_bar and empties the ring
@@ -170,8 +177,8 @@ def test_retrain_starts_from_the_best_checkpoint(trigger_algo, batch):
     ts = algo.init(jax.random.PRNGKey(0)).replace(updates=jnp.int32(100), val_terms=jnp.zeros(3))
     other = algo.init(jax.random.PRNGKey(9)).rep  # a different "best" checkpoint
     key = jax.random.PRNGKey(5)
-    from_init, _ = update(ts, batch, key)
-    from_best, _ = update(ts.replace(best_rep=other), batch, key)
+    from_init, _ = update(ts, batch, key, PAST_PHASE_ONE)
+    from_best, _ = update(ts.replace(best_rep=other), batch, key, PAST_PHASE_ONE)
     assert not np.array_equal(
         from_init.rep["rolim"]["params"]["mu"]["kernel"], from_best.rep["rolim"]["params"]["mu"]["kernel"]
     )
@@ -179,13 +186,20 @@ def test_retrain_starts_from_the_best_checkpoint(trigger_algo, batch):
 
 def test_phase_one_covers_the_first_pretrain_episodes_then_stops(trigger_algo, batch):
     algo, update = trigger_algo
+    assert algo.phases == (Phase("representation", 20),)
+    engine = Engine(ENV, algo, EngineConfig(8, 64, 8, 1, 200, 1, episodes_per_update=8))
+    # ceil(20 episodes / 8 per update) = 3 update calls of Phase I, then main training
+    assert engine.phase_ends() == [3]
+    phases = [int(engine.phase_at(jnp.int32(u))) for u in range(5)]
+    assert phases == [0, 0, 0, 1, 1]
     ts = algo.init(jax.random.PRNGKey(0))
     trained = []
     for i in range(4):
         # a huge validation mean: nothing but Phase I can train the representation
-        ts, m = update(ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(i))
+        ctx = update_ctx(phase=phases[i], updates=i)
+        ts, m = update(ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(i), ctx)
         trained.append(float(m["rep_trained"]))
-    assert trained == [1.0, 1.0, 1.0, 0.0]  # ceil(20 episodes / 8 per update) = 3 calls
+    assert trained == [1.0, 1.0, 1.0, 0.0]
     assert int(ts.retrains) == 0 and int(ts.rep_steps) == 3
     assert np.isfinite(float(m["rolim_val"]))
 

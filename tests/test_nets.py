@@ -2,8 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlmarl.nets.agents import RNNAgent, episode_inputs, masked_argmax, unroll
+from jlmarl.nets.agents import RNNAgent, episode_inputs, masked_argmax
 from jlmarl.nets.mixers import QMixer, VDNMixer
+from jlmarl.nets.recurrent import unroll
 
 
 def test_qmix_is_monotonic_in_every_agent_utility():

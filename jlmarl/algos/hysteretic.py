@@ -20,8 +20,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jlmarl.algos.base import Algo
-from jlmarl.algos.value_decomposition import RecurrentActor, explore_or_exploit
+from jlmarl.algos.q_learning import (
+    RecurrentActor,
+    apply_gradients,
+    epsilon_settings,
+    explore_or_exploit,
+    init_recurrent_actor,
+)
+from jlmarl.core.algo import Algo, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
 from jlmarl.envs.base import EnvSpec
@@ -33,8 +39,6 @@ from jlmarl.nets.per_agent import (
     step_rnn_per_agent,
     unroll_per_agent,
 )
-
-METRICS = ("loss", "td_error_abs", "negative_td_frac", "q_taken_mean", "target_mean", "grad_norm")
 
 
 @struct.dataclass
@@ -74,8 +78,7 @@ def build(spec: EnvSpec, cfg: dict, name: str | None = None) -> Algo:
     agent = RNNAgent(hidden_dim=int(cfg["hidden_dim"]), n_actions=n_actions)
     gamma, lam, tau = float(cfg["gamma"]), float(cfg["td_lambda"]), float(cfg["tau"])
     ratio = float(cfg["hysteresis"])
-    eps_start, eps_finish = float(cfg["epsilon_start"]), float(cfg["epsilon_finish"])
-    eps_anneal = int(cfg["epsilon_anneal_steps"])
+    epsilon = epsilon_settings(cfg)
     clip = float(cfg["grad_norm_clip"])
     optimizer = optax.adam(float(cfg["lr"]))
 
@@ -86,16 +89,16 @@ def build(spec: EnvSpec, cfg: dict, name: str | None = None) -> Algo:
         return HystState(params, params, optimizer.init(params), jnp.int32(0))
 
     def init_actor(n_envs):
-        return RecurrentActor(jnp.zeros((n_envs, n, agent.hidden_dim)), jnp.full((n_envs, n), -1, jnp.int32))
+        return init_recurrent_actor(n_envs, n, agent.hidden_dim)
 
     def act(ts, actor, obs, avail, key, env_steps, greedy):
         x = agent_inputs(obs, actor.last_action, n_actions)
         hidden, q = step_rnn_per_agent(agent, ts.params["agent"], actor.hidden, x)
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, (eps_start, eps_finish, eps_anneal))
+        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
         return actions, RecurrentActor(hidden, actions)
 
-    def update(ts, batch: EpisodeBatch, key):
-        del key  # deterministic given the batch
+    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
+        del key, ctx  # deterministic given the batch
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
         q_target_all = unroll_per_agent(agent, ts.target_params["agent"], inputs)  # [B, T+1, n, A]
         mask = jnp.broadcast_to(batch.mask[..., None], batch.actions.shape).astype(jnp.float32)
@@ -122,8 +125,7 @@ def build(spec: EnvSpec, cfg: dict, name: str | None = None) -> Algo:
 
         (total, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(clip_per_agent(grads, clip), ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
+        params, opt_state = apply_gradients(optimizer, ts.params, ts.opt_state, clip_per_agent(grads, clip))
         ts = ts.replace(
             params=params,
             target_params=soft_update(ts.target_params, params, tau),
@@ -139,5 +141,4 @@ def build(spec: EnvSpec, cfg: dict, name: str | None = None) -> Algo:
         act=act,
         update=update,
         target_update=lambda ts: ts,  # soft targets move inside update()
-        metric_names=METRICS,
     )

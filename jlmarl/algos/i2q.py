@@ -2,7 +2,7 @@
 
 Each agent learns alone from its own observation o, its own action a, the shared
 reward and a context c: the belief b of a frozen, pre-trained belief model
-(`belief_i2q`, see jlmarl.pretrain_belief) or the output of its own trained GRU
+(`belief_i2q`, see jlmarl.algos.belief_model) or the output of its own trained GRU
 over [o_t, onehot(a_{t-1})] (`rec_i2q`). Three networks per agent, no
 parameter sharing, no mixer, no central critic; the global state is never read
 (belief_i2q only ever saw it as a label, offline):
@@ -43,10 +43,16 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from omegaconf import OmegaConf
 
-from jlmarl.algos.base import Algo
-from jlmarl.algos.value_decomposition import explore_or_exploit
+from jlmarl.algos.belief_model import load_belief
+from jlmarl.algos.q_learning import (
+    RecurrentActor,
+    apply_gradients,
+    epsilon_settings,
+    explore_or_exploit,
+    init_recurrent_actor,
+)
+from jlmarl.core.algo import Algo, AlgoConfigError, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.envs.base import EnvSpec
 from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, masked_argmax
@@ -57,8 +63,8 @@ from jlmarl.nets.belief import (
     sample_belief,
     unroll_history,
 )
+from jlmarl.nets.mlp import MLP
 from jlmarl.nets.per_agent import (
-    MLP,
     apply_per_agent,
     clip_per_agent,
     init_per_agent,
@@ -68,17 +74,6 @@ from jlmarl.nets.per_agent import (
 )
 
 CONTEXTS = ("belief", "history")
-METRICS = (
-    "loss",
-    "loss_f",
-    "loss_qss",
-    "loss_q",
-    "f_error",
-    "qss_mean",
-    "q_taken_mean",
-    "target_mean",
-    "grad_norm",
-)
 
 
 @struct.dataclass
@@ -90,12 +85,6 @@ class I2QState:
     updates: jax.Array  # int32 [], gradient steps taken
 
 
-@struct.dataclass
-class I2QActor:
-    hidden: jax.Array  # [N, n, H]: belief-model history (belief_i2q) or the agent's GRU (rec_i2q)
-    last_action: jax.Array  # int32 [N, n], -1 before the first action
-
-
 def _positive(value, key: str, kind=int) -> None:
     ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
     if not ok:
@@ -103,7 +92,7 @@ def _positive(value, key: str, kind=int) -> None:
 
 
 def check_config(cfg) -> None:
-    """belief_i2q needs an env that declares hidden state; ranges of the I2Q keys."""
+    """Ranges of the I2Q keys (build checks that belief_i2q's env declares hidden state)."""
     a = cfg.algo
     if not 0 < a.tau <= 1:
         raise ValueError(f"algo.tau must be in (0, 1], got {a.tau}")
@@ -135,14 +124,6 @@ def check_config(cfg) -> None:
     if b.checkpoint is None or str(b.checkpoint) == "":
         raise ValueError(
             "algo.belief.checkpoint must name the folder of a belief model (default beliefs/<env>)"
-        )
-    from jlmarl import envs  # the env's declared hidden part is the belief label
-
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "name"}
-    if not envs.make(cfg.env.name, **kwargs).spec.hidden_dims:
-        raise ValueError(
-            f"env={cfg.env.name} declares no hidden state (EnvSpec.hidden_dims is empty), so algo=belief_i2q "
-            "has no belief label; use an env that declares one (e.g. env=oracle) or algo=rec_i2q"
         )
 
 
@@ -262,17 +243,18 @@ def build(
     n, n_actions, obs_dim = spec.n_agents, spec.n_actions, spec.obs_dim
     hidden = int(cfg["hidden_dim"])
     gamma, tau, lambda_f = float(cfg["gamma"]), float(cfg["tau"]), float(cfg["lambda_f"])
-    eps_start, eps_finish = float(cfg["epsilon_start"]), float(cfg["epsilon_finish"])
-    eps_anneal = int(cfg["epsilon_anneal_steps"])
+    epsilon = epsilon_settings(cfg)
     clip = float(cfg["grad_norm_clip"])
     optimizer = optax.adam(float(cfg["lr"]))
 
     if context == "belief":
         if not spec.hidden_dims:
-            raise ValueError(f"env {spec.name} declares no hidden state (EnvSpec.hidden_dims); use rec_i2q")
+            raise AlgoConfigError(
+                f"env={spec.name} declares no hidden state (EnvSpec.hidden_dims is empty), "
+                "so algo=belief_i2q has no belief label; use an env that declares one "
+                "(e.g. env=oracle) or algo=rec_i2q"
+            )
         if belief is None:
-            from jlmarl.pretrain_belief import load_belief
-
             bmodel, bparams, _ = load_belief(Path(cfg["belief"]["checkpoint"]), spec)
         else:
             bmodel, bparams = belief
@@ -295,7 +277,8 @@ def build(
         return I2QState(params, params["qss"], optimizer.init(params), frozen, jnp.int32(0))
 
     def init_actor(n_envs):
-        return I2QActor(jnp.zeros((n_envs, n, actor_dim)), jnp.full((n_envs, n), -1, jnp.int32))
+        # hidden: the belief model's history (belief_i2q) or the agent's own GRU (rec_i2q)
+        return init_recurrent_actor(n_envs, n, actor_dim)
 
     def step_context(ts, actor, obs, key):
         """The context of each agent from its own history only: [N, n, ...]."""
@@ -310,8 +293,8 @@ def build(
         k_ctx, k_eps = jax.random.split(key)
         h, c = step_context(ts, actor, obs, k_ctx)
         q = nets.q_values(ts.params["q"], obs, c)
-        actions = explore_or_exploit(k_eps, q, avail, greedy, env_steps, (eps_start, eps_finish, eps_anneal))
-        return actions, I2QActor(h, actions)
+        actions = explore_or_exploit(k_eps, q, avail, greedy, env_steps, epsilon)
+        return actions, RecurrentActor(h, actions)
 
     def episode_context(ts, params, batch: EpisodeBatch, key):
         """Context at every observation of the batch: [B, T+1, n, ctx_dim]."""
@@ -323,7 +306,9 @@ def build(
             encoder, params["encoder"], episode_inputs(batch.obs, batch.actions, n_actions)
         )
 
-    def update(ts, batch: EpisodeBatch, key):
+    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
+        del ctx  # no clock-dependent schedule
+
         def loss_fn(params):
             ctx = episode_context(ts, params, batch, key)
             losses, metrics = i2q_losses(nets, params, ts.target_qss, ctx, batch, gamma, lambda_f)
@@ -333,8 +318,7 @@ def build(
         (total, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
         grad_norm = optax.tree.norm(grads)
         grads = clip_per_agent(grads, clip)
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
+        params, opt_state = apply_gradients(optimizer, ts.params, ts.opt_state, grads)
         ts = ts.replace(
             params=params,
             target_qss=soft_update(ts.target_qss, params["qss"], tau),
@@ -350,5 +334,4 @@ def build(
         act=act,
         update=update,
         target_update=lambda ts: ts,  # soft targets move inside update()
-        metric_names=METRICS,
     )

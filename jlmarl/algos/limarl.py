@@ -12,9 +12,10 @@ Training lives entirely in update(), called by the engine on uniformly sampled
 batches of episodes:
   * Phase II (every call): double-Q TD(lambda) on the agents and mixer, with the
     latents of the frozen ROLIM as inputs (no gradient reaches SRM or ROLIM).
-  * Phase I (the first ceil(pretrain_episodes / episodes_per_update) calls, i.e. while
-    the first pretrain_episodes episodes after training starts arrive): rep_updates
-    SRM steps, then rep_updates ROLIM steps on the batch, each with its own Adam.
+  * Phase I (the method's declared phase "representation": the engine schedules it
+    over the update calls that cover the first pretrain_episodes episodes after
+    training starts, and says so in UpdateContext.phase): rep_updates SRM steps,
+    then rep_updates ROLIM steps on the batch, each with its own Adam.
   * Validation: the last val_episodes episodes of every batch are held out of
     representation training; after each representation training their ROLIM loss
     terms become the validation reference L_bar, and the parameters become the best
@@ -46,38 +47,26 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jlmarl.algos.base import Algo
-from jlmarl.algos.value_decomposition import (
+from jlmarl.algos.q_learning import (
     all_joint_actions,
+    apply_gradients,
     double_q_td_loss,
+    epsilon_settings,
     explore_or_exploit,
     joint_q_values,
+    make_optimizer,
 )
+from jlmarl.core.algo import Algo, Phase, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.seed_cond import cond_any
 from jlmarl.envs.base import EnvSpec
-from jlmarl.nets.agents import agent_inputs, episode_inputs, input_dim, unroll
+from jlmarl.nets.agents import agent_inputs, episode_inputs, input_dim
+from jlmarl.nets.gaussian import kl_std_normal
+from jlmarl.nets.gaussian import sample as reparameterize
 from jlmarl.nets.latent import ROLIM, LatentAgent
 from jlmarl.nets.mixers import QMixer
-from jlmarl.nets.vae import GaussianEncoder, MLPDecoder, kl_std_normal, reparameterize, squared_error
-
-METRICS = (
-    "loss",
-    "td_error_abs",
-    "q_taken_mean",
-    "target_mean",
-    "grad_norm",
-    "srm_rec",
-    "srm_kl",
-    "rolim_align",
-    "rolim_rec",
-    "rolim_kl",
-    "rolim_online",
-    "rolim_val",
-    "kl_weight",
-    "rep_trained",
-    "retrains",
-)
+from jlmarl.nets.recurrent import unroll
+from jlmarl.nets.vae import GaussianEncoder, MLPDecoder, squared_error
 
 
 @struct.dataclass
@@ -290,19 +279,15 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
     agent = LatentAgent(int(cfg["hidden_dim"]), n_actions, d)
     mixer = QMixer(n, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"]))
     gamma, lam = float(cfg["gamma"]), float(cfg["td_lambda"])
-    eps_start, eps_finish = float(cfg["epsilon_start"]), float(cfg["epsilon_finish"])
-    eps_anneal = int(cfg["epsilon_anneal_steps"])
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(float(cfg["grad_norm_clip"])),
-        optax.adam(float(cfg["lr"]), eps=float(cfg["adam_eps"])),
-    )
+    epsilon = epsilon_settings(cfg)
+    optimizer = make_optimizer(float(cfg["lr"]), float(cfg["grad_norm_clip"]), float(cfg["adam_eps"]))
     srm_optimizer = optax.adam(float(lc["rep_lr"]))
     rolim_optimizer = optax.adam(float(lc["rep_lr"]))
     oracle = _flag(lc["oracle"])
     l_align, l_rec, kl_beta = loss_weights(lc)
     kl_warmup = int(lc["kl_warmup"])
     rounds = int(lc["rep_updates"])
-    pretrain_updates = math.ceil(int(lc["pretrain_episodes"]) / float(cfg["episodes_per_update"]))
+    phases = (Phase("representation", int(lc["pretrain_episodes"])),) if int(lc["pretrain_episodes"]) else ()
     delta = float(lc["delta"])
     n_val, n_monitor, window = int(lc["val_episodes"]), int(lc["monitor_episodes"]), int(lc["online_window"])
 
@@ -359,7 +344,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
         agent_hidden, q = agent.apply(
             ts.params["agent"], actor.agent_hidden, jnp.concatenate([x, latent], -1)
         )
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, (eps_start, eps_finish, eps_anneal))
+        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
         return actions, LimarlActor(rolim_hidden, agent_hidden, actions)
 
     def latents(rep, batch, inputs):
@@ -393,7 +378,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
             rep_steps=ts.rep_steps + 1,
         )
 
-    def update(ts, batch: EpisodeBatch, key):
+    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
         k_monitor, k_srm, k_rep = jax.random.split(key, 3)
         t = batch.reward.shape[1]
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
@@ -408,6 +393,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
                 q_all,
                 q_target_all,
                 batch,
+                batch.state,
                 lambda qs, s: mixer.apply(params["mixer"], qs, s),
                 lambda qs, s: mixer.apply(ts.target_params["mixer"], qs, s),
                 gamma,
@@ -415,8 +401,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
             )
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
-        upd, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, upd)
+        params, opt_state = apply_gradients(optimizer, ts.params, ts.opt_state, grads)
 
         # Online ROLIM loss on the first monitor_episodes episodes, into the ring.
         m = slice(0, n_monitor)
@@ -430,7 +415,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
         online_loss = (online @ weights * filled).sum() / filled.sum()
         val_loss = ts.val_terms @ weights
 
-        pretraining = ts.updates < pretrain_updates
+        pretraining = ctx.phase < len(phases)  # shared by every seed: a real branch
         trigger = ~pretraining & (count >= window) & retrain_due(online_loss, val_loss, delta)
         ts = ts.replace(params=params, opt_state=opt_state, online=online, online_count=count)
         ts = cond_any(pretraining | trigger, retrain, ts, batch, k_rep, trigger, weights)
@@ -470,9 +455,9 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
         act=act,
         update=update,
         target_update=target_update,
-        metric_names=METRICS,
         joint_q=joint_q,
         act_uses_state=oracle,
+        phases=phases,
     )
 
 

@@ -35,14 +35,24 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jlmarl.algos.base import Algo
-from jlmarl.algos.value_decomposition import RecurrentActor, all_joint_actions, joint_q_values
+from jlmarl.algos.q_learning import (
+    RecurrentActor,
+    all_joint_actions,
+    apply_gradients,
+    init_recurrent_actor,
+    joint_q_values,
+    make_optimizer,
+)
+from jlmarl.core.algo import Algo, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
 from jlmarl.envs.base import EnvSpec
-from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, masked_argmax, unroll
-from jlmarl.nets.message_critic import MLP, RecurrentTrunk, incoming_messages, unit_gaussian_kl
+from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, masked_argmax
+from jlmarl.nets.gaussian import kl_std_normal
+from jlmarl.nets.message_critic import incoming_messages
 from jlmarl.nets.mixers import QMixer
+from jlmarl.nets.mlp import MLP
+from jlmarl.nets.recurrent import RecurrentTrunk, unroll
 
 TARGETS = ("soft", "expected", "max")
 MASKED_LOGIT = -1e9  # exp() of it underflows to exactly 0 and 0 * it stays finite
@@ -119,16 +129,13 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
 
     actor = RNNAgent(hidden_dim=hidden, n_actions=n_actions)
     trunk = RecurrentTrunk(hidden_dim=hidden)
-    q_head = MLP(hidden, n_actions)
-    encoder = MLP(hidden, max(msg_dim, 1))
-    predictor = MLP(hidden, n_actions)
+    q_head = MLP((hidden, n_actions))
+    encoder = MLP((hidden, max(msg_dim, 1)))
+    predictor = MLP((hidden, n_actions))
     mixer = QMixer(n, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"]))
 
     def adam(lr):
-        return optax.chain(
-            optax.clip_by_global_norm(float(cfg["grad_norm_clip"])),
-            optax.adam(float(lr), eps=float(cfg["adam_eps"])),
-        )
+        return make_optimizer(float(lr), float(cfg["grad_norm_clip"]), float(cfg["adam_eps"]))
 
     groups = {"actor": "actor", "critic": "critic", "mixer": "critic", "log_alpha": "alpha"}
     optimizer = optax.multi_transform(
@@ -166,9 +173,7 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
         return SACState(params, targets, optimizer.init(params), jnp.int32(0))
 
     def init_actor(n_envs):
-        return RecurrentActor(
-            hidden=jnp.zeros((n_envs, n, hidden)), last_action=jnp.full((n_envs, n), -1, jnp.int32)
-        )
+        return init_recurrent_actor(n_envs, n, hidden)
 
     def act(ts, actor_state, obs, avail, key, env_steps, greedy):
         del env_steps  # no schedule: exploration comes from the stochastic policy
@@ -199,7 +204,8 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
     def alpha_of(log_alpha):
         return jnp.float32(fixed_alpha) if fixed_alpha is not None else jnp.exp(log_alpha)
 
-    def update(ts, batch: EpisodeBatch, key):
+    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
+        del ctx  # no clock-dependent schedule
         b, t1 = batch.obs.shape[:2]
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
         mask = batch.mask.astype(jnp.float32)  # [B, T]
@@ -241,7 +247,7 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
             if msg_dim:
                 _, log_pred = masked_policy(pred_logits[:, :, :-1], batch.avail[:, :-1])
                 ce = -jnp.sum(sg_probs[:, :-1] * log_pred, axis=-1)  # [K, B, T, n]
-                kl = unit_gaussian_kl(means[:, :, :-1])
+                kl = kl_std_normal(means[:, :, :-1])
                 message_loss = jnp.sum((ce + beta * kl) * agent_mask) / (count * n) / n_sets
             else:
                 message_loss = jnp.float32(0.0)
@@ -265,8 +271,7 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
             return total, aux
 
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
+        params, opt_state = apply_gradients(optimizer, ts.params, ts.opt_state, grads)
         metrics = {**aux, "grad_norm": optax.tree.norm(grads)}
         return ts.replace(params=params, opt_state=opt_state, updates=ts.updates + 1), metrics
 
@@ -289,16 +294,5 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
         act=act,
         update=update,
         target_update=target_update,
-        metric_names=(
-            "critic_loss",
-            "actor_loss",
-            "message_loss",
-            "temperature_loss",
-            "alpha",
-            "entropy",
-            "q_taken_mean",
-            "target_mean",
-            "grad_norm",
-        ),
         joint_q=joint_q,
     )

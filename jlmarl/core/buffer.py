@@ -4,11 +4,13 @@ Episodes are padded to the env's episode_limit T and stored with a `mask` of
 real steps, as in PyMARL: obs/state/avail have T+1 entries (the observation
 after the last step is kept for bootstrapping), per-step arrays have T.
 Insertion is circular; sampling is uniform over stored episodes, without
-replacement inside one batch.
+replacement inside one batch. An env's declared extras (EnvSpec.extras) are stored
+like the state, T+1 entries each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -28,6 +30,7 @@ class EpisodeBatch:
     reward: jax.Array  # float32 [B, T]
     terminated: jax.Array  # bool    [B, T]
     mask: jax.Array  # bool    [B, T]  step t was taken inside the episode
+    extras: dict[str, jax.Array] = dataclasses.field(default_factory=dict)  # each [B, T+1, ...]
 
     @property
     def size(self) -> int:
@@ -38,13 +41,15 @@ class EpisodeBatch:
         no longer than `steps`, whose later entries are all padding."""
         obs_like = {k: getattr(self, k)[:, : steps + 1] for k in ("obs", "state", "avail")}
         step_like = {k: getattr(self, k)[:, :steps] for k in ("actions", "reward", "terminated", "mask")}
-        return EpisodeBatch(**obs_like, **step_like)
+        extras = {k: v[:, : steps + 1] for k, v in self.extras.items()}
+        return EpisodeBatch(**obs_like, **step_like, extras=extras)
 
 
 def episode_shapes(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-episode shape and dtype of every EpisodeBatch field."""
+    """Per-episode shape and dtype of every EpisodeBatch field (extras as "extras/<name>")."""
     t, n = spec.episode_limit, spec.n_agents
-    return {
+    extras = {f"extras/{k}": ((t + 1, *shape), dtype) for k, (shape, dtype) in spec.extras_shapes.items()}
+    return extras | {
         "obs": ((t + 1, n, spec.obs_dim), np.dtype(np.float32)),
         "state": ((t + 1, spec.state_dim), np.dtype(np.float32)),
         "avail": ((t + 1, n, spec.n_actions), np.dtype(np.bool_)),
@@ -70,9 +75,15 @@ class EpisodeBuffer:
         return self.data.size
 
 
+def empty_episodes(spec: EnvSpec, n: int) -> EpisodeBatch:
+    """n all-zero (all-padding) episodes."""
+    fields = {k: jnp.zeros((n, *shape), dtype) for k, (shape, dtype) in episode_shapes(spec).items()}
+    extras = {k.split("/", 1)[1]: fields.pop(k) for k in list(fields) if k.startswith("extras/")}
+    return EpisodeBatch(**fields, extras=extras)
+
+
 def buffer_init(spec: EnvSpec, capacity: int) -> EpisodeBuffer:
-    fields = {k: jnp.zeros((capacity, *shape), dtype) for k, (shape, dtype) in episode_shapes(spec).items()}
-    return EpisodeBuffer(EpisodeBatch(**fields), pos=jnp.int32(0), size=jnp.int32(0))
+    return EpisodeBuffer(empty_episodes(spec, capacity), pos=jnp.int32(0), size=jnp.int32(0))
 
 
 def buffer_add(buffer: EpisodeBuffer, episodes: EpisodeBatch) -> EpisodeBuffer:
@@ -90,6 +101,13 @@ def buffer_sample(buffer: EpisodeBuffer, key: jax.Array, batch_size: int) -> Epi
     scores = jax.random.uniform(key, (buffer.capacity,))
     scores = jnp.where(jnp.arange(buffer.capacity) < buffer.size, scores, 2.0)
     _, idx = jax.lax.top_k(-scores, batch_size)
+    return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def buffer_recent(buffer: EpisodeBuffer, count: int) -> EpisodeBatch:
+    """The newest `count` stored episodes, oldest first (count <= capacity). While fewer
+    are stored, the missing ones are all-padding episodes (mask false everywhere)."""
+    idx = (buffer.pos - count + jnp.arange(count)) % buffer.capacity
     return jax.tree.map(lambda d: d[idx], buffer.data)
 
 

@@ -5,6 +5,11 @@ One chunk, for every seed at once (vmapped), is:
     collect num_envs episodes -> add to the replay buffer -> K updates
     -> target update when due -> greedy evaluation when due
 
+(an on-policy algo, `Algo.replay=False`, has no buffer: one update on the
+chunk's fresh episodes). Each update is told the clock and the phase in force
+(jlmarl.core.algo.UpdateContext); the phase is decided here from the method's
+declared `phases`, so pre-training runs inside the compiled chunk.
+
 compiled once with its carry donated. The schedule (when to start training,
 when to copy targets, when to evaluate) is decided from quantities that are the
 same for every seed (the chunk index) or passed in per seed by the driver, so
@@ -24,8 +29,16 @@ import jax.numpy as jnp
 from flax import struct
 from jax.sharding import PartitionSpec
 
-from jlmarl.algos.base import Algo
-from jlmarl.core.buffer import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
+from jlmarl.core.algo import Algo, UpdateContext
+from jlmarl.core.buffer import (
+    EpisodeBatch,
+    EpisodeBuffer,
+    buffer_add,
+    buffer_init,
+    buffer_recent,
+    buffer_sample,
+    empty_episodes,
+)
 from jlmarl.core.rollout import run_episodes, summarize
 from jlmarl.envs.base import Env
 
@@ -35,12 +48,13 @@ class SeedCarry:
     """Everything one seed's training needs between chunks."""
 
     train_state: Any
-    buffer: EpisodeBuffer
+    buffer: EpisodeBuffer | None  # None for on-policy algos
     key: jax.Array  # training stream (collection, sampling, updates)
     eval_key: jax.Array  # evaluation stream: eval i uses fold_in(eval_key, i)
     env_steps: jax.Array  # int32 [], real env steps collected
     episodes: jax.Array  # int32 [], episodes collected
     evals: jax.Array  # int32 [], evaluations run
+    updates: jax.Array  # int32 [], update calls made (the same for every seed)
 
 
 def updates_per_chunk(num_envs: int, episodes_per_update: float) -> int:
@@ -59,6 +73,7 @@ class EngineConfig:
     target_update_interval: int  # episodes
     test_episodes: int
     time_buckets: int = 1  # static batch lengths an update may be cut to (see _update_all)
+    episodes_per_update: float = 1.0  # turns a phase's episodes into update calls
 
     @classmethod
     def from_cfg(cls, cfg) -> EngineConfig:
@@ -70,6 +85,7 @@ class EngineConfig:
             target_update_interval=int(cfg.algo.target_update_interval),
             test_episodes=int(cfg.test_episodes),
             time_buckets=int(cfg.time_buckets),
+            episodes_per_update=float(cfg.episodes_per_update),
         )
 
 
@@ -101,13 +117,51 @@ class Engine:
         zero = jnp.int32(0)
         return SeedCarry(
             train_state=self.algo.init(k_init),
-            buffer=buffer_init(self.env.spec, self.cfg.buffer_size),
+            buffer=buffer_init(self.env.spec, self.cfg.buffer_size) if self.algo.replay else None,
             key=k_run,
             eval_key=k_eval,
             env_steps=zero,
             episodes=zero,
             evals=zero,
+            updates=zero,
         )
+
+    def phase_ends(self) -> list[int]:
+        """Update calls at which each declared phase ends (cumulative)."""
+        ends, total = [], 0
+        for phase in self.algo.phases:
+            total += math.ceil(phase.episodes / self.cfg.episodes_per_update - 1e-9)
+            ends.append(total)
+        return ends
+
+    def phase_at(self, updates: jax.Array) -> jax.Array:
+        """Index of the phase in force at update call `updates` (a scalar shared by seeds)."""
+        ends = self.phase_ends()
+        if not ends:
+            return jnp.int32(0)
+        return jnp.searchsorted(jnp.asarray(ends, jnp.int32), updates, side="right").astype(jnp.int32)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys of update()'s metrics, read from its traced output (nothing runs)."""
+        return tuple(self.update_metric_shapes)
+
+    @functools.cached_property
+    def update_metric_shapes(self) -> dict:
+        ts = jax.eval_shape(self.algo.init, jax.random.PRNGKey(0))
+        batch = jax.eval_shape(lambda: empty_episodes(self.env.spec, self._batch_episodes()))
+        zero = jnp.int32(0)
+        recent = self._recent_shape()
+        ctx = UpdateContext(zero, zero, zero, zero, recent)
+        _, metrics = jax.eval_shape(self.algo.update, ts, batch, jax.random.PRNGKey(0), ctx)
+        return metrics
+
+    def _recent_shape(self):
+        k = self.algo.recent_episodes
+        return jax.eval_shape(lambda: empty_episodes(self.env.spec, k)) if k > 0 else None
+
+    def _batch_episodes(self) -> int:
+        return self.cfg.batch_size if self.algo.replay else self.cfg.num_envs
 
     def _collect_seed(self, c: SeedCarry):
         key, k_roll = jax.random.split(c.key)
@@ -115,12 +169,34 @@ class Engine:
             self.env, self.algo, c.train_state, k_roll, self.cfg.num_envs, c.env_steps, False
         )
         carry = c.replace(
-            buffer=buffer_add(c.buffer, batch),
+            buffer=buffer_add(c.buffer, batch) if self.algo.replay else None,
             key=key,
             env_steps=c.env_steps + stats.lengths.sum(),
             episodes=c.episodes + self.cfg.num_envs,
         )
-        return carry, summarize(stats)
+        return carry, batch, summarize(stats)
+
+    def _context(self, c: SeedCarry, phase: jax.Array) -> UpdateContext:
+        """One seed's UpdateContext; phase is shared by every seed."""
+        k = self.algo.recent_episodes
+        recent = buffer_recent(c.buffer, k) if k > 0 else None
+        return UpdateContext(c.env_steps, c.episodes, c.updates, phase, recent)
+
+    def _bucketed_update(self, carry: SeedCarry, batch: EpisodeBatch, keys: jax.Array):
+        """One update of every seed on its batch [S, B, ...], cut to the shortest time
+        bucket that covers the longest episode of any seed (see _update_all)."""
+        lengths = self.bucket_lengths()
+        phase = self.phase_at(jnp.min(carry.updates))  # equal for all seeds: a real branch
+        ctx = jax.vmap(lambda c: self._context(c, phase))(carry)
+
+        def branch(t):
+            return jax.vmap(lambda ts, b, k, x: self.algo.update(ts, b.truncate(t), k, x))
+
+        longest = batch.mask.sum(axis=-1).max()  # over every seed and episode
+        bucket = jnp.searchsorted(jnp.asarray(lengths), longest)
+        branches = [branch(t) for t in lengths]
+        ts, metrics = jax.lax.switch(bucket, branches, carry.train_state, batch, keys, ctx)
+        return carry.replace(train_state=ts, updates=carry.updates + 1), metrics
 
     def _update_all(self, carry: SeedCarry):
         """updates_per_chunk gradient steps for every seed.
@@ -131,21 +207,23 @@ class Engine:
         chosen by lax.switch outside the seed vmap), and the update sees batches cut to
         that length. Cutting drops only padding, so the maths is unchanged (the float
         rounding of sums over time may differ between lengths)."""
-        cfg, algo = self.cfg, self.algo
+        cfg = self.cfg
         sample = jax.vmap(buffer_sample, in_axes=(0, 0, None))
-        lengths = self.bucket_lengths()
-        branches = [jax.vmap(lambda ts, b, k, t=t: algo.update(ts, b.truncate(t), k)) for t in lengths]
 
         def one_update(c, _):
             keys = jax.vmap(lambda k: jax.random.split(k, 3))(c.key)  # [S, 3, key]
             batch = sample(c.buffer, keys[:, 1], cfg.batch_size)
-            longest = batch.mask.sum(axis=-1).max()  # over every seed and episode
-            bucket = jnp.searchsorted(jnp.asarray(lengths), longest)
-            ts, metrics = jax.lax.switch(bucket, branches, c.train_state, batch, keys[:, 2])
-            return c.replace(train_state=ts, key=keys[:, 0]), metrics
+            c, metrics = self._bucketed_update(c, batch, keys[:, 2])
+            return c.replace(key=keys[:, 0]), metrics
 
         carry, metrics = jax.lax.scan(one_update, carry, length=cfg.updates_per_chunk)
         return carry, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    def _update_on_policy(self, carry: SeedCarry, fresh: EpisodeBatch):
+        """One update of every seed on the episodes it has just collected."""
+        keys = jax.vmap(lambda k: jax.random.split(k, 2))(carry.key)  # [S, 2, key]
+        carry, metrics = self._bucketed_update(carry, fresh, keys[:, 1])
+        return carry.replace(key=keys[:, 0]), metrics
 
     def bucket_lengths(self) -> list[int]:
         limit, n = self.env.spec.episode_limit, self.cfg.time_buckets
@@ -153,19 +231,25 @@ class Engine:
 
     def _train(self, carry: SeedCarry, chunk_idx: jax.Array):
         cfg, algo = self.cfg, self.algo
-        carry, rollout_metrics = jax.vmap(self._collect_seed)(carry)
+        carry, fresh, rollout_metrics = jax.vmap(self._collect_seed)(carry)
         episodes_before = chunk_idx * cfg.num_envs
         episodes_after = episodes_before + cfg.num_envs
         n_seeds = carry.env_steps.shape[0]
 
-        def no_updates(c):
-            return c, {k: jnp.zeros((n_seeds,), jnp.float32) for k in algo.metric_names}
+        if not algo.replay:
+            carry, update_metrics = self._update_on_policy(carry, fresh)
+            can_train = jnp.bool_(True)
+        else:
 
-        # From the buffer, not the chunk index, so that a run resumed without its
-        # buffer refills it before training again. Every seed's buffer holds the same
-        # number of episodes, so this stays a scalar (a real branch under the vmap).
-        can_train = jnp.min(carry.buffer.size) >= cfg.batch_size
-        carry, update_metrics = jax.lax.cond(can_train, self._update_all, no_updates, carry)
+            def no_updates(c):
+                shapes = self.update_metric_shapes
+                return c, {k: jnp.zeros((n_seeds, *v.shape), v.dtype) for k, v in shapes.items()}
+
+            # From the buffer, not the chunk index, so that a run resumed without its
+            # buffer refills it before training again. Every seed's buffer holds the same
+            # number of episodes, so this stays a scalar (a real branch under the vmap).
+            can_train = jnp.min(carry.buffer.size) >= cfg.batch_size
+            carry, update_metrics = jax.lax.cond(can_train, self._update_all, no_updates, carry)
         interval = cfg.target_update_interval
         target_due = episodes_after // interval > episodes_before // interval
         ts = jax.lax.cond(target_due, jax.vmap(algo.target_update), lambda t: t, carry.train_state)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jlmarl.algos.base import Algo
+from jlmarl.core.algo import Algo
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.envs.base import Env, random_actions, reset_envs, step_envs
 
@@ -62,12 +62,23 @@ def run_episodes(
             train_state, actor, ts.obs, ts.avail, k_act, env_steps, greedy, **privileged
         )
         env_state, nts = step_envs(env, jax.random.split(k_env, n_envs), env_state, actions)
-        record = (ts.obs, ts.state, ts.avail, actions, nts.reward, nts.terminated, active, nts.done, nts.info)
+        record = (
+            ts.obs,
+            ts.state,
+            ts.avail,
+            ts.extras,
+            actions,
+            nts.reward,
+            nts.terminated,
+            active,
+            nts.done,
+            nts.info,
+        )
         return (env_state, nts, actor, active & ~nts.done), record
 
     init = (env_state, ts, algo.init_actor(n_envs), active)
     (_, last, _, _), rec = jax.lax.scan(body, init, jnp.arange(spec.episode_limit))
-    obs, state, avail, actions, reward, terminated, mask, done, info = jax.tree.map(
+    obs, state, avail, extras, actions, reward, terminated, mask, done, info = jax.tree.map(
         lambda x: jnp.swapaxes(x, 0, 1), rec
     )
     with_last = lambda xs, x: jnp.concatenate([xs, x[:, None]], axis=1)  # noqa: E731
@@ -79,6 +90,7 @@ def run_episodes(
         reward=reward * mask,
         terminated=terminated & mask,
         mask=mask,
+        extras=jax.tree.map(with_last, extras, last.extras),
     )
     ended = (done & mask).astype(jnp.float32)
     stats = EpisodeStats(

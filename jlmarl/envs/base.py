@@ -132,10 +132,14 @@ def make_timestep(
     extras = dict(extras or {})
     declared = spec.extras_shapes
     if set(extras) != set(declared):
-        raise ValueError(f"{spec.name}: extras {sorted(extras)} differ from EnvSpec.extras {sorted(declared)}")
+        raise ValueError(
+            f"{spec.name}: extras {sorted(extras)} differ from EnvSpec.extras {sorted(declared)}"
+        )
     for name, (shape, dtype) in declared.items():
         if tuple(jnp.shape(extras[name])) != shape:
-            raise ValueError(f"{spec.name}: extra {name} has shape {jnp.shape(extras[name])}, declared {shape}")
+            raise ValueError(
+                f"{spec.name}: extra {name} has shape {jnp.shape(extras[name])}, declared {shape}"
+            )
         extras[name] = jnp.asarray(extras[name], dtype)
     return Timestep(
         obs=jnp.asarray(obs, jnp.float32),

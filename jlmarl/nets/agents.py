@@ -1,7 +1,8 @@
-"""The recurrent agent shared by the value-decomposition family (PyMARL's RNNAgent).
+"""The recurrent Q agent (PyMARL's RNNAgent) and the per-agent inputs every learner feeds.
 
 One set of parameters serves every agent; agents are told apart by a one-hot id
 in the input. Inputs per agent and step: [obs, onehot(last action), onehot(id)].
+The agent is the recurrent trunk (jlmarl.nets.recurrent) with a linear Q head on h_t.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jlmarl.nets.recurrent import trunk
+
 
 class RNNAgent(nn.Module):
+    """hidden [..., H], inputs [..., D] -> (h_t [..., H], q [..., n_actions])."""
+
     hidden_dim: int
     n_actions: int
 
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """hidden [..., H], inputs [..., D] -> (hidden [..., H], q [..., n_actions])."""
-        x = nn.relu(nn.Dense(self.hidden_dim, name="fc1")(inputs))
-        hidden, y = nn.GRUCell(self.hidden_dim, name="gru")(hidden, x)
-        return hidden, nn.Dense(self.n_actions, name="fc2")(y)
+        hidden = trunk(hidden, inputs, self.hidden_dim)
+        return hidden, nn.Dense(self.n_actions, name="fc2")(hidden)
 
 
 def agent_inputs(obs: jax.Array, last_action: jax.Array, n_actions: int) -> jax.Array:
@@ -43,20 +46,6 @@ def episode_inputs(obs: jax.Array, actions: jax.Array, n_actions: int) -> jax.Ar
     none = jnp.full_like(actions[:, :1], -1)
     last = jnp.concatenate([none, actions], axis=1)
     return agent_inputs(obs, last, n_actions)
-
-
-def unroll(agent: RNNAgent, params, inputs: jax.Array) -> jax.Array:
-    """Runs the agent over time from a zero hidden state.
-
-    inputs [B, T, n, D] -> q [B, T, n, A]; time is the scanned axis.
-    """
-    b, _, n, _ = inputs.shape
-
-    def step(h, x):
-        return agent.apply(params, h, x)
-
-    _, qs = jax.lax.scan(step, jnp.zeros((b, n, agent.hidden_dim), inputs.dtype), jnp.swapaxes(inputs, 0, 1))
-    return jnp.swapaxes(qs, 0, 1)
 
 
 def masked_argmax(q: jax.Array, avail: jax.Array) -> jax.Array:

@@ -18,13 +18,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jlmarl.nets.gaussian import kl_diag
+
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # keeps exp(log_std) and the KL finite early in training
-
-
-def gaussian_kl(mu_q: jax.Array, log_std_q: jax.Array, mu_p: jax.Array, log_std_p: jax.Array) -> jax.Array:
-    """KL(N(mu_q, std_q^2) || N(mu_p, std_p^2)) per dimension of diagonal Gaussians."""
-    var_q, var_p = jnp.exp(2.0 * log_std_q), jnp.exp(2.0 * log_std_p)
-    return log_std_p - log_std_q + (var_q + (mu_q - mu_p) ** 2) / (2.0 * var_p) - 0.5
 
 
 def history_inputs(obs: jax.Array, last_action: jax.Array, n_actions: int) -> jax.Array:
@@ -124,4 +120,4 @@ def cvae_terms(model: BeliefModel, params, h: jax.Array, label: jax.Array, key: 
     mu_p, log_std_p = model.apply(params, h, method=BeliefModel.prior)
     z = mu_q + jnp.exp(log_std_q) * jax.random.normal(key, mu_q.shape, mu_q.dtype)
     recon = model.apply(params, h, z, method=BeliefModel.decode)
-    return ((recon - label) ** 2).sum(-1), gaussian_kl(mu_q, log_std_q, mu_p, log_std_p).sum(-1)
+    return ((recon - label) ** 2).sum(-1), kl_diag(mu_q, 2.0 * log_std_q, mu_p, 2.0 * log_std_p)

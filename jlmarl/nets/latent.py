@@ -6,7 +6,7 @@
 
 `LatentAgent`: the recurrent Q agent whose utilities also see a latent,
 Q_i(. | tau_i, mu_i) = MLP([h_i, mu_i]). Its input is the usual agent input with
-the latent appended as the last `latent_dim` entries, so `jlmarl.nets.agents.unroll`
+the latent appended as the last `latent_dim` entries, so `jlmarl.nets.recurrent.unroll`
 runs it over whole episodes unchanged.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jlmarl.nets.recurrent import trunk
 
 
 class ROLIM(nn.Module):
@@ -25,10 +27,9 @@ class ROLIM(nn.Module):
 
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = nn.relu(nn.Dense(self.hidden_dim, name="fc1")(inputs))
-        hidden, y = nn.GRUCell(self.hidden_dim, name="gru")(hidden, x)
-        mu = nn.Dense(self.latent_dim, name="mu")(y)
-        logvar = nn.Dense(self.latent_dim, name="logvar")(y)
+        hidden = trunk(hidden, inputs, self.hidden_dim)
+        mu = nn.Dense(self.latent_dim, name="mu")(hidden)
+        logvar = nn.Dense(self.latent_dim, name="logvar")(hidden)
         return hidden, jnp.concatenate([mu, logvar], axis=-1)
 
 
@@ -42,7 +43,6 @@ class LatentAgent(nn.Module):
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         obs_in, latent = inputs[..., : -self.latent_dim], inputs[..., -self.latent_dim :]
-        x = nn.relu(nn.Dense(self.hidden_dim, name="fc1")(obs_in))
-        hidden, y = nn.GRUCell(self.hidden_dim, name="gru")(hidden, x)
-        q = nn.relu(nn.Dense(self.hidden_dim, name="head0")(jnp.concatenate([y, latent], axis=-1)))
+        hidden = trunk(hidden, obs_in, self.hidden_dim)
+        q = nn.relu(nn.Dense(self.hidden_dim, name="head0")(jnp.concatenate([hidden, latent], axis=-1)))
         return hidden, nn.Dense(self.n_actions, name="head1")(q)

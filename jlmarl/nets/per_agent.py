@@ -8,24 +8,13 @@ or clipping statistic is shared between agents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jlmarl.nets.agents import RNNAgent, unroll
-
-
-class MLP(nn.Module):
-    features: Sequence[int]  # hidden sizes then the output size
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for f in self.features[:-1]:
-            x = nn.relu(nn.Dense(f)(x))
-        return nn.Dense(self.features[-1])(x)
+from jlmarl.nets.agents import RNNAgent
+from jlmarl.nets.recurrent import unroll
 
 
 def init_per_agent(module: nn.Module, key: jax.Array, n_agents: int, *example_inputs: jax.Array):

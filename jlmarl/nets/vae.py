@@ -1,9 +1,9 @@
-"""Gaussian encoders and decoders for latent-state models, and their KL helpers.
+"""Gaussian encoders and decoders for latent-state models (their sampling and KLs
+are in jlmarl.nets.gaussian).
 
 `GaussianEncoder` maps an input to a diagonal Gaussian (mean, log-variance);
-`MLPDecoder` maps a latent back to the input space. Squared errors and KLs are
-summed over feature/latent dims (the papers' ||.||^2 and D_KL), so callers
-average them over samples themselves.
+`MLPDecoder` maps a latent back to the input space. Squared errors are summed over
+feature dims (the papers' ||.||^2), so callers average them over samples themselves.
 """
 
 from __future__ import annotations
@@ -39,16 +39,6 @@ class MLPDecoder(nn.Module):
         for i, width in enumerate(self.hidden):
             z = nn.relu(nn.Dense(width, name=f"fc{i}")(z))
         return nn.Dense(self.out_dim, name="out")(z)
-
-
-def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
-    """z = mu + sigma * eps, eps ~ N(0, I)."""
-    return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
-
-
-def kl_std_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the last axis."""
-    return 0.5 * jnp.sum(jnp.exp(logvar) + mu**2 - 1.0 - logvar, axis=-1)
 
 
 def squared_error(x: jax.Array, y: jax.Array) -> jax.Array:

@@ -1,0 +1,49 @@
+"""Diagonal Gaussians, parameterised by mean and log-variance: sampling and KLs.
+
+Every KL here is summed over the last (latent) axis, the papers' D_KL; callers
+average over samples themselves. KL balancing (used by MMSA and VDFD) splits one KL's
+gradient between the posterior and the prior.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def sample(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
+    """Reparameterised draw z = mu + sigma * eps, eps ~ N(0, I)."""
+    return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+def kl_std_normal(mu: jax.Array, logvar: jax.Array | None = None) -> jax.Array:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)); logvar None = unit variance (|mu|^2 / 2)."""
+    if logvar is None:
+        return 0.5 * jnp.sum(mu**2, axis=-1)
+    return 0.5 * jnp.sum(jnp.exp(logvar) + mu**2 - 1.0 - logvar, axis=-1)
+
+
+def kl_diag(mu_q: jax.Array, logvar_q: jax.Array, mu_p: jax.Array, logvar_p: jax.Array) -> jax.Array:
+    """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) of diagonal Gaussians."""
+    return jnp.sum(kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p), axis=-1)
+
+
+def kl_diag_per_dim(mu_q, logvar_q, mu_p, logvar_p) -> jax.Array:
+    """The per-dimension terms of kl_diag (not summed)."""
+    return (
+        0.5 * (logvar_p - logvar_q)
+        + (jnp.exp(logvar_q) + (mu_q - mu_p) ** 2) / (2.0 * jnp.exp(logvar_p))
+        - 0.5
+    )
+
+
+def kl_balanced(mu_q, logvar_q, mu_p, logvar_p, alpha: float) -> jax.Array:
+    """alpha KL(q || sg(p)) + (1 - alpha) KL(sg(q) || p), as MMSA (seed 001, section 4)
+    and the MMSA/VDFD issues write it: alpha weighs the gradient that moves the
+    posterior, 1 - alpha the one that moves the prior. (DreamerV2 puts alpha on the
+    prior's side; with alpha = 0.8 the two readings differ: see specs/mmsa.md.) Its value
+    equals kl_diag; only the gradients differ."""
+    sg = jax.lax.stop_gradient
+    moves_posterior = kl_diag(mu_q, logvar_q, sg(mu_p), sg(logvar_p))
+    moves_prior = kl_diag(sg(mu_q), sg(logvar_q), mu_p, logvar_p)
+    return alpha * moves_posterior + (1.0 - alpha) * moves_prior
