@@ -124,12 +124,14 @@ def load_run(path: Path, name: str | None = None) -> Run:
         raise CompareError(
             f"{path} is not a run folder (no config.yaml); give folders written by jlmarl.train"
         )
-    cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False)
     try:
+        cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False)
         algo, task, interval = name or cfg["algo"]["name"], cfg["env"]["name"], int(cfg["test_interval"])
-    except (KeyError, TypeError, ValueError):
+        if interval <= 0:
+            raise ValueError
+    except Exception:  # unreadable YAML, missing keys, a bad interval: all mean "not one of our runs"
         raise CompareError(
-            f"{path}/config.yaml lacks algo.name, env.name or test_interval; "
+            f"{path}/config.yaml is unreadable or lacks algo.name, env.name or a positive test_interval; "
             "give folders written by jlmarl.train"
         ) from None
     per_seed = read_run(path)
