@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from jlmarl.analysis.runs import CompareError, compare_runs, load_run, parse_reference
+from jlmarl.analysis.runs import CompareError, parse_reference
 
 OPTIONS = {"out", "reference", "last", "reps", "seed"}
 USAGE = (
@@ -58,30 +58,26 @@ def parse_args(argv: list[str]) -> tuple[list[tuple[Path, str | None]], dict]:
         runs.append((Path(head), name or None))
     if not runs:
         raise CompareError(f"give at least one run folder; {USAGE}")
-    try:
-        for key, low in (("last", 1), ("reps", 1), ("seed", 0)):
-            if key in options and int(options[key]) < low:
-                raise ValueError
-    except ValueError:
-        raise CompareError(f"last, reps and seed must be integers (last, reps >= 1), got {options}") from None
+    for key, low in (("last", 1), ("reps", 1), ("seed", 0)):
+        if key in options and not (options[key].isdigit() and int(options[key]) >= low):
+            raise CompareError(f"{key} must be an integer >= {low}, got {options[key]!r}")
     return runs, options
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        from jlmarl.analysis.report import write_report  # after parsing: rliable imports take a second
-
         runs, options = parse_args(argv)
-        for path, _ in runs:
-            if (path / "report.json").is_file() and not (path / "config.yaml").is_file():
-                raise CompareError(f"{path} is a comparison report, not a run folder; leave it out")
-        loaded = [load_run(path, name) for path, name in runs]
-        reference = parse_reference(options["reference"]) if options.get("reference") else None
-        comparison = compare_runs(loaded, reference, last=int(options.get("last", 3)))
+        from jlmarl.analysis.report import compare  # after parsing: rliable takes a second to import
+
         out = Path(options.get("out") or default_out([p for p, _ in runs]))
-        report = write_report(
-            comparison, out, reps=int(options.get("reps", 2000)), seed=int(options.get("seed", 0))
+        report = compare(
+            runs,
+            out,
+            reference=parse_reference(options["reference"]) if options.get("reference") else None,
+            last=int(options.get("last", 3)),
+            reps=int(options.get("reps", 2000)),
+            seed=int(options.get("seed", 0)),
         )
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ import yaml
 
 from jlmarl.analysis import stats
 from jlmarl.analysis.runs import CompareError, compare_runs, load_run, parse_reference
-from jlmarl.compare import main
+from jlmarl.compare import main, parse_args
 
 # --- statistics on hand-built score matrices [seeds, tasks] ---------------------------
 
@@ -196,18 +196,31 @@ def test_incomparable_runs_are_refused_with_one_sentence(tmp_path, case, expecte
 
 def test_cli_refusals_exit_2_with_one_line(tmp_path, capsys):
     run = write_run(tmp_path, "a1", "a", "t1", [[1.0, 2.0]])
+    report = tmp_path / "compare"
+    report.mkdir()
+    (report / "report.json").write_text("{}")
     for argv, expected in [
         ([str(tmp_path / "nope")], "is not a run folder (no config.yaml)"),
         ([str(run), "colour=red"], "unknown option colour=; valid: last, out, reference, reps, seed"),
-        ([str(run), "last=0"], "last, reps and seed must be integers"),
+        ([str(run), "last=0"], "last must be an integer >= 1, got '0'"),
+        ([str(run), "reps=many"], "reps must be an integer >= 1, got 'many'"),
         ([str(run), "last=3"], "last=3 must be between 1 and the 2 evaluations the runs share"),
         ([str(run), "reference=t1:5:1"], "reference for t1 needs max > min"),
+        ([str(run), str(report)], "is a comparison report, not a run folder; leave it out"),
     ]:
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
+
+
+def test_run_folders_are_named_with_at_and_may_hold_at_and_equals(tmp_path):
+    run = write_run(tmp_path, "a1", "a", "t1", [[1.0, 2.0]])
+    sweep = write_run(tmp_path, "algo=a,env=t1@0", "a", "t1", [[1.0, 2.0]])
+    runs, options = parse_args([f"{run}@ablation", str(sweep), "last=1"])
+    assert runs == [(run, "ablation"), (sweep, None)] and options == {"last": "1"}
+    assert load_run(run, "ablation").algo == "ablation"
 
 
 def test_a_damaged_metrics_line_is_skipped(tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jlmarl.analysis import stats
-from jlmarl.analysis.runs import Comparison, marl_eval_json
+from jlmarl.analysis.runs import Comparison, compare_runs, load_run, marl_eval_json
 
 AGGREGATE_TITLES = {"iqm": "IQM", "median": "Median", "mean": "Mean", "optimality_gap": "Optimality gap"}
 FIGURES = {
@@ -304,3 +304,17 @@ def write_report(comparison: Comparison, out: Path, reps: int = 2000, seed: int 
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.md").write_text(markdown(report))
     return report
+
+
+def compare(
+    runs: list[tuple[Path, str | None]],
+    out: Path,
+    reference: dict | None = None,
+    last: int = 3,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Loads (run folder, algorithm name or None) pairs, checks and normalises them, and writes
+    the report into out; raises CompareError when the runs cannot be compared."""
+    comparison = compare_runs([load_run(path, name) for path, name in runs], reference, last)
+    return write_report(comparison, out, reps, seed)

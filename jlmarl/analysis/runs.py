@@ -121,6 +121,8 @@ def load_run(path: Path, name: str | None = None) -> Run:
     """One run folder's test returns (and win rates) on its evaluation grid."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
+        if (path / "report.json").is_file():  # e.g. runs/compare, caught by a runs/* glob
+            raise CompareError(f"{path} is a comparison report, not a run folder; leave it out")
         raise CompareError(
             f"{path} is not a run folder (no config.yaml); give folders written by jlmarl.train"
         )
