@@ -9,6 +9,8 @@ render=true (SMAX) also writes run_dir/episode_seed<k>.gif of one greedy episode
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -102,7 +104,9 @@ def evaluate(run_dir: Path, episodes: int, render: bool = False, seed: int = 0) 
             episode = record_episode(env, algo, train_state, jax.random.fold_in(keys[k], 1))
             gifs.append(str(draw_gif(env, episode, run_dir / f"episode_seed{seeds[k]}.gif")))
         result["gifs"] = gifs
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    tmp = run_dir / ".eval.json.tmp"  # never a half-written eval.json
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, run_dir / "eval.json")
     return result
 
 
@@ -122,8 +126,18 @@ def print_table(result: dict) -> None:
     print(f"wrote {result['run_dir']}/eval.json")
 
 
+def _stop(signum, frame):
+    # Evaluation writes only eval.json (atomically, at the end): stopping at once is safe,
+    # and exiting here rather than raising never unwinds through XLA's compiler.
+    name = signal.Signals(signum).name
+    print(f"\n{name}: evaluation stopped; nothing written", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
     try:
         print_table(evaluate(**parse_args(argv)))
     except (ConfigError, CheckpointError, RenderError) as e:

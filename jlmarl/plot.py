@@ -42,15 +42,16 @@ def run_label(run_dir: Path) -> str:
     return f"{cfg.algo.name}/{cfg.env.name}"
 
 
-def run_curves(run_dir: Path, metric: str, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """(steps [X], values [S, X]) of one run: every seed interpolated onto one grid."""
-    seeds = [
-        [r for r in records if metric in r and isinstance(r[metric], float | int)]
-        for records in read_run(run_dir)
-    ]
+def run_curves(
+    run_dir: Path, metric: str, points: int = 200, runs: list[list[dict]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(steps [X], values [S, X]) of one run: every seed interpolated onto one grid.
+    `runs`: the run's records if already read (read_run warns once per bad line)."""
+    runs = read_run(run_dir) if runs is None else runs
+    seeds = [[r for r in records if isinstance(r.get(metric), float | int)] for records in runs]
     seeds = [s for s in seeds if s]
     if not seeds:
-        available = sorted({k for records in read_run(run_dir) for r in records for k in r})
+        available = sorted({k for records in runs for r in records for k in r})
         raise PlotError(
             f"{run_dir}: no seed logged metric={metric}; available: {', '.join(available) or 'none'}"
         )
@@ -64,16 +65,20 @@ def run_curves(run_dir: Path, metric: str, points: int = 200) -> tuple[np.ndarra
     return grid, values
 
 
-def default_metric(run_dirs: list[Path]) -> str:
+def default_metric(run_dirs: list[Path], runs: list[list[list[dict]]] | None = None) -> str:
     """test_win_rate where every run logs it, else test_return_mean."""
-    for records in (r for d in run_dirs for r in read_run(d)):
+    runs = [read_run(d) for d in run_dirs] if runs is None else runs
+    for records in (r for run in runs for r in run):
         if records and "test_win_rate" not in records[0]:
             return "test_return_mean"
     return "test_win_rate"
 
 
-def plot_runs(run_dirs: list[Path], metric: str, out: Path) -> tuple[Path, list[str]]:
+def plot_runs(
+    run_dirs: list[Path], metric: str, out: Path, runs: list[list[list[dict]]] | None = None
+) -> tuple[Path, list[str]]:
     """Writes the PNG; returns its path and the legend labels (one per run)."""
+    runs = [read_run(d) for d in run_dirs] if runs is None else runs
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,8 +86,8 @@ def plot_runs(run_dirs: list[Path], metric: str, out: Path) -> tuple[Path, list[
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labels = []
-    for run_dir in run_dirs:
-        steps, values = run_curves(run_dir, metric)
+    for run_dir, records in zip(run_dirs, runs, strict=True):
+        steps, values = run_curves(run_dir, metric, runs=records)
         mean = values.mean(axis=0)
         label = f"{run_label(run_dir)} ({values.shape[0]} seed{'s' if values.shape[0] > 1 else ''})"
         (line,) = ax.plot(steps, mean, label=label)
@@ -118,12 +123,16 @@ def main(argv: list[str] | None = None) -> None:
         for d in run_dirs:
             if not (d / "metrics").is_dir():
                 raise PlotError(f"{d} is not a run folder (no metrics/ inside)")
-        metric = options.get("metric") or default_metric(run_dirs)
+        runs = [read_run(d) for d in run_dirs]  # bad lines are skipped with a warning each
+        metric = options.get("metric") or default_metric(run_dirs, runs)
         out = Path(options.get("out") or (run_dirs[0] / "curves.png" if len(run_dirs) == 1 else "curves.png"))
-        print(f"wrote {plot_runs(run_dirs, metric, out)[0]}")
+        print(f"wrote {plot_runs(run_dirs, metric, out, runs)[0]}")
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; no plot written", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

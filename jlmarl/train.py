@@ -14,10 +14,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,40 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jlmarl import algos, envs
-from jlmarl.config import ConfigError, load_config
+from jlmarl.config import ConfigError, frozen_differences, load_config
 from jlmarl.core.buffer import buffer_init, check_buffer_fits
-from jlmarl.core.checkpoint import Checkpointer, CheckpointError, abstract_like
+from jlmarl.core.checkpoint import Checkpointer, CheckpointError, CheckpointSaveError, abstract_like
 from jlmarl.core.engine import Engine, EngineConfig
-from jlmarl.core.metrics_log import MetricsLog
+from jlmarl.core.metrics_log import MetricsLog, short_files
 from jlmarl.core.qtables import q_tables
+from jlmarl.core.run_lock import LockError, RunLock
 from jlmarl.core.sharding import ShardingError, init_distributed, place, seed_sharding, to_host
 from jlmarl.core.wandb_sink import WandbError, WandbSink
 
-EXIT_CONFIG, EXIT_NONFINITE, EXIT_HOST_ENV, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_HOST_ENV, EXIT_SAVE = 2, 3, 4, 5  # a signal: 128 + its number
+
+# Fault-injection points (tests/test_faults.py, benchmarks/faults.py). FAULT_HOOKS[point]()
+# runs at each named point below; from outside, JLMARL_FAULT=<point>:<action>[:<n>] does
+# <action> (sigint, sigterm, sigkill, enospc) at the n-th time (default 1st) the point is
+# reached. Points: before_run_dir, before_compile, after_compile, after_chunk, before_save,
+# during_save (written, not yet renamed into place), after_save, before_eval, before_plot.
+FAULT_HOOKS: dict[str, Callable[[], None]] = {}
+_fault_counts: dict[str, int] = {}
+
+
+def _fault(point: str) -> None:
+    if point in FAULT_HOOKS:
+        FAULT_HOOKS[point]()
+    where, _, rest = os.environ.get("JLMARL_FAULT", "").partition(":")
+    if where != point:
+        return
+    action, _, nth = rest.partition(":")
+    _fault_counts[point] = _fault_counts.get(point, 0) + 1
+    if _fault_counts[point] != int(nth or 1):
+        return
+    if action == "enospc":
+        raise OSError(28, os.strerror(28))
+    os.kill(os.getpid(), getattr(signal, action.upper()))
 
 
 class NonFiniteError(RuntimeError):
@@ -43,7 +69,9 @@ class NonFiniteError(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    pass
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 def build(cfg: DictConfig, sharding=None) -> Engine:
@@ -53,21 +81,85 @@ def build(cfg: DictConfig, sharding=None) -> Engine:
     return Engine(env, algo, EngineConfig.from_cfg(cfg), sharding)
 
 
-def prepare_run_dir(cfg: DictConfig) -> Path:
+def prepare_run_dir(cfg: DictConfig, say=print) -> tuple[Path, RunLock | None]:
+    """Creates run_dir (or checks the existing one) and takes its lock (process 0).
+
+    Nothing is written into a folder that is not empty and not one of our runs, or that
+    holds another run (other frozen settings). A folder with this run's config and no
+    checkpoint (a start that stopped before its first one) is started again from the
+    beginning by the same command, with or without resume=true."""
     if cfg.run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         cfg.run_dir = f"runs/{cfg.algo.name}_{cfg.env.name}_{stamp}"
-    run_dir = Path(cfg.run_dir)
-    if cfg.resume:
-        return run_dir
-    if (run_dir / "metrics").exists():
+    if not str(cfg.run_dir).strip():
         raise ConfigError(
-            f"run_dir={run_dir} already holds a run (metrics/ exists); choose another run_dir, "
-            "or add resume=true to continue it"
+            "run_dir is empty; give a folder (run_dir=runs/<name>) or leave it out for "
+            "runs/<algo>_<env>_<date-time>"
         )
+    run_dir = Path(cfg.run_dir)
+    if jax.process_index() != 0:  # process 0 checks, locks and writes the folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir, None
+    _check_run_dir(cfg, run_dir)  # before writing anything, even the lock
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    return run_dir
+    lock = RunLock(run_dir, say).acquire()
+    try:
+        if _check_run_dir(cfg, run_dir) == "restart":  # again, as the lock's owner
+            say(
+                f"jlmarl: run_dir={run_dir} holds this run without a checkpoint (an earlier start "
+                "stopped before its first one); starting it again from the beginning"
+            )
+        if not cfg.resume:
+            tmp = run_dir / ".config.yaml.tmp"  # never a half-written config.yaml
+            OmegaConf.save(cfg, tmp, resolve=True)
+            os.replace(tmp, run_dir / "config.yaml")
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, lock
+
+
+def _has_checkpoints(run_dir: Path) -> bool:
+    folder = run_dir / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def _check_run_dir(cfg: DictConfig, run_dir: Path) -> str:
+    """'new' (absent or empty), 'restart' (this run, no checkpoint yet) or 'resume';
+    a ConfigError for a folder this command must not write into."""
+    if not run_dir.exists():
+        return "new"
+    if not run_dir.is_dir():
+        raise ConfigError(f"run_dir={run_dir} is a file, not a folder; choose another run_dir")
+    if cfg.resume:  # load_resume_config read its config.yaml
+        return "resume" if _has_checkpoints(run_dir) else "restart"
+    if not [p for p in run_dir.iterdir() if not p.name.startswith((".lock", ".config.yaml"))]:
+        return "new"  # empty, or only a lock/config of a start killed before writing its config
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(
+            f"run_dir={run_dir} is not empty and is not a jlmarl run (no config.yaml); "
+            "choose a new or empty folder"
+        )
+    try:
+        saved = OmegaConf.load(saved_path)
+        differences = frozen_differences(saved, cfg)
+    except Exception as e:  # noqa: BLE001  (yaml/omegaconf errors: not a run of ours)
+        raise ConfigError(
+            f"run_dir={run_dir} holds an unreadable config.yaml ({e}); choose another run_dir"
+        ) from None
+    if differences:
+        more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
+        raise ConfigError(
+            f"run_dir={run_dir} holds another run ({', '.join(differences[:3])}{more}); "
+            "choose another run_dir"
+        )
+    if _has_checkpoints(run_dir):
+        raise ConfigError(
+            f"run_dir={run_dir} already holds this run, with checkpoints; continue it with: "
+            f"python -m jlmarl.train resume=true run_dir={run_dir} (or choose another run_dir)"
+        )
+    return "restart"
 
 
 @dataclasses.dataclass
@@ -114,7 +206,11 @@ def saved_view(cfg: DictConfig, carry):
 def open_checkpoints(cfg: DictConfig, run_dir: Path, carry) -> tuple[Checkpointer, Any]:
     """The run's Checkpointer and the abstract tree its checkpoints restore into."""
     abstract = abstract_like(saved_view(cfg, carry))
-    return Checkpointer(run_dir, cfg.checkpoint_keep, _identity(cfg, abstract)), abstract
+    return Checkpointer(run_dir, cfg.checkpoint_keep, _identity(cfg, abstract), _checkpoint_fault), abstract
+
+
+def _checkpoint_fault(point: str) -> None:
+    _fault(point)
 
 
 def _identity(cfg: DictConfig, saved_carry) -> dict:
@@ -131,19 +227,36 @@ def _identity(cfg: DictConfig, saved_carry) -> dict:
     }
 
 
+_hard_exit = os._exit  # the second signal's exit (tests replace it)
+
+
 class _Signals:
-    """SIGINT/SIGTERM end the run at the next chunk boundary with a checkpoint; a
-    second signal aborts at once."""
+    """SIGINT (exit 130) and SIGTERM (143) only set a flag: the driver stops at its next
+    safe point (after the compile, a chunk, a save, the final evaluation or the plot),
+    with a checkpoint. Raising from the handler instead would unwind through XLA's
+    compiler (a segfault) or orbax's save (a traceback, a half-written step). A second
+    signal exits at once with the same code: the newest complete checkpoint is intact
+    (a save in progress is never renamed into place)."""
 
     def __init__(self):
         self.received: str | None = None
+        self.code = 0
         self.previous = {}
+        self.on_exit: list[Callable[[], None]] = []  # run before the second signal's exit
 
     def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
         if self.received:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        print(f"\n{self.received}: saving a checkpoint after this chunk (again to abort)", flush=True)
+            print(f"\n{name} again: exiting now", file=sys.stderr, flush=True)
+            for cleanup in self.on_exit:
+                try:
+                    cleanup()
+                except Exception:  # noqa: BLE001, S110  (exiting anyway)
+                    pass
+            sys.stdout.flush()
+            _hard_exit(128 + signum)
+        self.received, self.code = name, 128 + signum
+        print(f"\n{name}: stopping at the next safe point (again to exit at once)", flush=True)
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,15 +285,32 @@ def _check_finite(metrics: dict, names: tuple[str, ...], seeds: list[int], steps
             )
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
     """Trains every seed of `cfg` to total_steps (continuing the run in run_dir when
-    resume=true); returns the final test metrics per seed."""
+    resume=true); returns the final test metrics per seed. SIGINT/SIGTERM stop it at
+    the next safe point with a checkpoint (Interrupted)."""
+    if signals is None:
+        with _Signals() as installed:
+            return run(cfg, installed)
     init_distributed(cfg)
     sharding = seed_sharding(cfg.num_seeds, cfg.devices)
     engine = build(cfg, sharding)
+    check_buffer_fits(engine.env.spec, cfg.buffer_size, cfg.num_seeds, jax.devices()[0])
+    _fault("before_run_dir")
+    if signals.received:
+        raise Interrupted(f"{signals.received}: stopped before the run folder was written", signals.code)
+    run_dir, lock = prepare_run_dir(cfg)
+    if lock is not None:
+        signals.on_exit.append(lock.release)
+    try:
+        return _run_in(cfg, engine, sharding, run_dir, signals)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _Signals) -> dict:
     spec, n_seeds, total = engine.env.spec, cfg.num_seeds, cfg.total_steps
-    check_buffer_fits(spec, cfg.buffer_size, n_seeds, jax.devices()[0])
-    run_dir = prepare_run_dir(cfg)
     is_main = jax.process_index() == 0
     seeds = [cfg.seed + k for k in range(n_seeds)]
     carry = engine.init(engine.seed_keys(seeds))
@@ -188,20 +318,32 @@ def run(cfg: DictConfig) -> dict:
     ckpt, abstract = open_checkpoints(cfg, run_dir, carry)
     state = DriverState.fresh(n_seeds)
     state.next_checkpoint = cfg.checkpoint_interval
+    saved_chunk = None  # chunk of the newest checkpoint of this run: a chunk is saved once
     if cfg.resume:
-        restored, driver, step = ckpt.restore_latest(abstract)
-        if not cfg.checkpoint_buffer:  # continue with an empty buffer, refilled before training
-            empty = jax.vmap(lambda _: buffer_init(spec, cfg.buffer_size))(np.arange(n_seeds))
-            restored = restored.replace(buffer=place(empty, sharding))
-        carry = restored
-        state = DriverState(**driver)
-        state.next_checkpoint = _next_multiple(min(state.env_steps), cfg.checkpoint_interval)
-        print(f"jlmarl: resuming {run_dir} from checkpoint {step} (env_steps {min(state.env_steps)})")
+        # A metrics file cut shorter than a checkpoint recorded is never padded: an older
+        # checkpoint that fits is used, or the resume is refused.
+        usable = (lambda driver: short_files(run_dir, driver["offsets"])) if is_main else None
+        found = ckpt.restore_latest(abstract, set_aside=is_main, usable=usable)
+        if found is None:
+            print(f"jlmarl: no checkpoint in {ckpt.directory}: starting the run from the beginning")
+        else:
+            restored, driver, saved_chunk = found
+            if not cfg.checkpoint_buffer:  # continue with an empty buffer, refilled before training
+                empty = jax.vmap(lambda _: buffer_init(spec, cfg.buffer_size))(np.arange(n_seeds))
+                restored = restored.replace(buffer=place(empty, sharding))
+            carry = restored
+            state = DriverState(**driver)
+            state.next_checkpoint = _next_multiple(min(state.env_steps), cfg.checkpoint_interval)
+            print(
+                f"jlmarl: resuming {run_dir} from checkpoint {saved_chunk} (env_steps {min(state.env_steps)})"
+            )
 
     t0 = time.time()
     all_due = np.ones(n_seeds, bool)
+    _fault("before_compile")
     chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), all_due).compile()
     compile_s = time.time() - t0
+    _fault("after_compile")
     print(
         f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs"
         f"{f' on {sharding.mesh.size} devices' if sharding is not None else ''}; "
@@ -209,13 +351,7 @@ def run(cfg: DictConfig) -> dict:
         flush=True,
     )
 
-    log = MetricsLog(run_dir, n_seeds, truncate_to=state.offsets if cfg.resume else None) if is_main else None
-    sink = None
-    if is_main and cfg.logger == "wandb":
-        config = OmegaConf.to_container(cfg, resolve=True)
-        sink = WandbSink(cfg, run_dir, seeds, config, state.wandb_ids)
-        state.wandb_ids = sink.run_ids
-    progress = _Progress(cfg, min(state.env_steps)) if is_main else None
+    log = sink = progress = None
     t_start = time.time() - state.wall_s
     env_steps = np.asarray(state.env_steps, np.int64)
 
@@ -244,11 +380,42 @@ def run(cfg: DictConfig) -> dict:
             state.lines[k] += 1
 
     def checkpoint():
+        nonlocal saved_chunk
+        if saved_chunk == state.chunk_idx:  # e.g. a signal right after a scheduled save
+            return
         state.env_steps = env_steps.tolist()
         state.wall_s = time.time() - t_start
         if log is not None:
+            log.sync()  # the lines the checkpoint counts are on disk before it exists
             state.offsets = log.offsets()
-        ckpt.save(state.chunk_idx, saved_view(cfg, carry), dataclasses.asdict(state))
+        _fault("before_save")
+        try:
+            ckpt.save(state.chunk_idx, saved_view(cfg, carry), dataclasses.asdict(state))
+        except CheckpointSaveError as e:
+            raise CheckpointSaveError(
+                f"{e}; free space and continue with: python -m jlmarl.train resume=true run_dir={run_dir}"
+            ) from None
+        saved_chunk = state.chunk_idx
+        _fault("after_save")
+
+    def stop_if_signalled():
+        """At a safe point: checkpoint what was trained and stop for the signal received."""
+        if not signals.received:
+            return
+        if state.chunk_idx > 0:
+            checkpoint()
+        if saved_chunk is None:
+            text = (
+                f"stopped before the first checkpoint; run_dir={run_dir} is kept, and the same "
+                "command (with or without resume=true) starts it again from the beginning"
+            )
+        else:
+            text = (
+                f"checkpoint saved at env_steps {min(state.env_steps)} "
+                f"({ckpt.directory / str(saved_chunk)}); "
+                f"continue with: python -m jlmarl.train resume=true run_dir={run_dir}"
+            )
+        raise Interrupted(f"{signals.received}: {text}", signals.code)
 
     def call_chunk(do_train, due):
         nonlocal carry
@@ -257,42 +424,45 @@ def run(cfg: DictConfig) -> dict:
         return to_host((train_m, test_m, carry.env_steps, carry.episodes))
 
     try:
-        with _Signals() as signals:
-            while (env_steps < total).any():
-                due = (env_steps >= state.next_test) & (env_steps < total)
-                train_m, test_m, steps, episodes = call_chunk(True, due)
-                try:
-                    _check_finite(train_m, engine.algo.metric_names, seeds, steps)
-                except NonFiniteError as e:
-                    good = ckpt.steps()
-                    where = f"{ckpt.directory / str(good[-1])}" if good else "none yet"
-                    raise NonFiniteError(f"{e}; last good checkpoint: {where}") from None
-                for k in np.flatnonzero(env_steps < total):
-                    state.accumulate(k, train_m, engine.algo.metric_names)
-                state.next_test = np.where(
-                    due, (env_steps // cfg.test_interval + 1) * cfg.test_interval, state.next_test
-                ).tolist()
-                env_steps = steps.astype(np.int64)
-                if due.any():
-                    log_tests(due, test_m, episodes)
-                if progress is not None:
-                    progress.update(env_steps, state.final)
-                if env_steps.min() >= state.next_checkpoint:
-                    checkpoint()
-                    state.next_checkpoint = _next_multiple(env_steps.min(), cfg.checkpoint_interval)
-                if signals.received:
-                    checkpoint()
-                    raise Interrupted(
-                        f"{signals.received}: checkpoint saved at env_steps {int(env_steps.min())}; continue "
-                        f"with: python -m jlmarl.train resume=true run_dir={run_dir}"
-                    )
-            # A last evaluation for every seed whose newest line is older than its final params.
-            due = np.array([state.last_logged[k] != env_steps[k] for k in range(n_seeds)])
+        stop_if_signalled()  # a signal while restoring or compiling
+        log = MetricsLog(run_dir, n_seeds, truncate_to=state.offsets) if is_main else None
+        if is_main and cfg.logger == "wandb":
+            config = OmegaConf.to_container(cfg, resolve=True)
+            sink = WandbSink(cfg, run_dir, seeds, config, state.wandb_ids)
+            state.wandb_ids = sink.run_ids
+        progress = _Progress(cfg, min(state.env_steps)) if is_main else None
+        while (env_steps < total).any():
+            due = (env_steps >= state.next_test) & (env_steps < total)
+            train_m, test_m, steps, episodes = call_chunk(True, due)
+            try:
+                _check_finite(train_m, engine.algo.metric_names, seeds, steps)
+            except NonFiniteError as e:
+                good = ckpt.steps()
+                where = f"{ckpt.directory / str(good[-1])}" if good else "none yet"
+                raise NonFiniteError(f"{e}; last good checkpoint: {where}") from None
+            for k in np.flatnonzero(env_steps < total):
+                state.accumulate(k, train_m, engine.algo.metric_names)
+            state.next_test = np.where(
+                due, (env_steps // cfg.test_interval + 1) * cfg.test_interval, state.next_test
+            ).tolist()
+            env_steps = steps.astype(np.int64)
             if due.any():
-                _, test_m, _, episodes = call_chunk(False, due)
                 log_tests(due, test_m, episodes)
-            if not ckpt.steps() or ckpt.steps()[-1] != state.chunk_idx:
+            if progress is not None:
+                progress.update(env_steps, state.final)
+            if env_steps.min() >= state.next_checkpoint:
                 checkpoint()
+                state.next_checkpoint = _next_multiple(env_steps.min(), cfg.checkpoint_interval)
+            _fault("after_chunk")
+            stop_if_signalled()
+        # A last evaluation for every seed whose newest line is older than its final params.
+        due = np.array([state.last_logged[k] != env_steps[k] for k in range(n_seeds)])
+        if due.any():
+            _fault("before_eval")
+            _, test_m, _, episodes = call_chunk(False, due)
+            log_tests(due, test_m, episodes)
+        checkpoint()
+        stop_if_signalled()
     finally:
         for closer in (log, sink, progress, engine.env):
             if hasattr(closer, "close"):  # host envs stop their worker processes
@@ -302,8 +472,10 @@ def run(cfg: DictConfig) -> dict:
         tables = q_tables(engine, carry, cfg.test_episodes, jax.random.PRNGKey(cfg.seed))
         if is_main:
             (run_dir / "q_tables.json").write_text(json.dumps(tables, indent=1))
+    _fault("before_plot")
     if is_main and cfg.plot:
         _plot_curves(run_dir)
+    stop_if_signalled()  # the run has finished and its final checkpoint is saved
     summary = {
         "run_dir": str(run_dir),
         "compile_s": compile_s,
@@ -316,12 +488,17 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _plot_curves(run_dir: Path) -> None:
+    from jlmarl.core.metrics_log import read_run
     from jlmarl.plot import PlotError, default_metric, plot_runs
 
     try:
-        plot_runs([run_dir], default_metric([run_dir]), run_dir / "curves.png")
-    except PlotError as e:  # a finished run is never lost to a plot
+        runs = [read_run(run_dir)]  # a damaged line is skipped, with a warning naming it
+        plot_runs([run_dir], default_metric([run_dir], runs), run_dir / "curves.png", runs)
+    except PlotError as e:
         print(f"warning: no curves.png: {e}")
+    except Exception as e:  # noqa: BLE001  (a finished run is never lost to a plot)
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"warning: no curves.png: {type(e).__name__}: {first}")
 
 
 class _Progress:
@@ -388,25 +565,33 @@ def _print_summary(summary: dict, info_keys) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load_config(argv)
-        run(cfg)
-    except (ConfigError, MemoryError, CheckpointError, ShardingError, WandbError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    except NonFiniteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_NONFINITE)
-    except Interrupted as e:
-        print(str(e), file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except jax.errors.JaxRuntimeError as e:
-        # A host env that cannot go on raises inside the compiled chunk; XLA wraps it.
-        found = re.search(r"HostEnvError: ([^\n]*)", str(e))
-        if found is None:
-            raise
-        print(f"error: {found.group(1)}", file=sys.stderr)
-        sys.exit(EXIT_HOST_ENV)
+    with _Signals() as signals:  # from the start: a signal at any moment stops cleanly
+        try:
+            cfg = load_config(argv)
+            run(cfg, signals)
+        except CheckpointSaveError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_SAVE)
+        except (ConfigError, MemoryError, CheckpointError, ShardingError, WandbError, LockError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        except NonFiniteError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_NONFINITE)
+        except Interrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(e.code)
+        except OSError as e:  # disk full or unwritable outside a checkpoint (metrics, config)
+            where = f" {e.filename}" if e.filename else ""
+            print(f"error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
+            sys.exit(EXIT_SAVE)
+        except jax.errors.JaxRuntimeError as e:
+            # A host env that cannot go on raises inside the compiled chunk; XLA wraps it.
+            found = re.search(r"HostEnvError: ([^\n]*)", str(e))
+            if found is None:
+                raise
+            print(f"error: {found.group(1)}", file=sys.stderr)
+            sys.exit(EXIT_HOST_ENV)
 
 
 if __name__ == "__main__":
