@@ -42,8 +42,9 @@ def test_existing_run_is_never_overwritten(tmp_path):
     (tmp_path / "r" / "metrics").mkdir(parents=True)
     (tmp_path / "r" / "metrics" / "seed_0.jsonl").write_text("precious\n")
     result = train("env=matrix_one_step", f"run_dir={tmp_path / 'r'}")
-    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert result.returncode == 2 and "is not empty and is not a jlmarl run" in result.stderr
     assert (tmp_path / "r" / "metrics" / "seed_0.jsonl").read_text() == "precious\n"
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["metrics"]  # not even a lock
 
 
 def test_matrix_run_writes_config_metrics_and_q_tables(tmp_path):

