@@ -18,8 +18,8 @@ by default `compare/` in the run folders' common parent (`./compare` if they sha
   normalised over every evaluation of every run on that task, or by reference= (a
   YAML/JSON file {task: [min, max]} or inline smax_3m:0:20,oracle:-1:1; a reference
   scores that task by return even where it logs a win rate).
-- Final score of a seed: the mean of its last `last` evaluations (default 3, less noisy
-  than one evaluation; last=1 is marl-eval's final evaluation).
+- Final score of a seed: the mean of its last `last` evaluations (default 3, or all of them
+  if the runs have fewer; less noisy than one; last=1 is marl-eval's final evaluation).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             runs,
             out,
             reference=parse_reference(options["reference"]) if options.get("reference") else None,
-            last=int(options.get("last", 3)),
+            last=int(options["last"]) if "last" in options else None,
             reps=int(options.get("reps", 2000)),
             seed=int(options.get("seed", 0)),
         )

@@ -131,6 +131,8 @@ def test_binning_keeps_the_later_evaluation_of_a_bin(tmp_path):
     loaded = load_run(run)
     np.testing.assert_array_equal(loaded.steps, [0, 100, 200])
     np.testing.assert_array_equal(loaded.returns, [[1.0, 2.0, 4.0]])
+    short = write_run(tmp_path, "s", "qmix", "t", [[1.0, 2.0]])
+    assert compare_runs([loaded]).last == 3 and compare_runs([load_run(short)]).last == 2  # default: 3 or all
 
 
 def test_normalisation_by_hand(tmp_path):
@@ -165,6 +167,7 @@ def test_normalisation_by_hand(tmp_path):
         ("settings", "are both a on t1 but differ in algo.lr (0.1 vs 0.2); name one apart as"),
         ("same_seed", "both hold seed 0 of a on t1"),
         ("reference", "reference names task nope, which no run has"),
+        ("twice", "a1 is given twice; give each run folder once"),
     ],
 )
 def test_incomparable_runs_are_refused_with_one_sentence(tmp_path, case, expected):
@@ -186,6 +189,8 @@ def test_incomparable_runs_are_refused_with_one_sentence(tmp_path, case, expecte
         ]
     elif case == "same_seed":
         runs.append(write_run(tmp_path, "x", "a", "t1", three))
+    elif case == "twice":
+        runs.append(runs[0])
     elif case == "reference":
         reference = {"nope": (0.0, 1.0)}
     with pytest.raises(CompareError) as error:

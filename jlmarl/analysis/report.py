@@ -158,6 +158,8 @@ def draw(report: dict, out: Path) -> list[Path]:
         )
         ax.set_xlim(0, 1)
         save(fig, "probability_of_improvement")
+    else:  # one algorithm: no pairs, and no figure left over from an earlier report in out
+        (out / FIGURES["probability_of_improvement"]).unlink(missing_ok=True)
 
     profile = report["performance_profile"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -310,7 +312,7 @@ def compare(
     runs: list[tuple[Path, str | None]],
     out: Path,
     reference: dict | None = None,
-    last: int = 3,
+    last: int | None = None,
     reps: int = 2000,
     seed: int = 0,
 ) -> dict:

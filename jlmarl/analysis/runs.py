@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from jlmarl.core.metrics_log import read_run
 
 RETURN = "test_return_mean"
+DEFAULT_LAST = 3  # final score: mean of the last 3 evaluations, less noisy than one
 WIN_RATE = "test_win_rate"
 # Config keys that do not change what a run learns; anything else must agree before
 # two folders are pooled. total_steps is left to the evaluation-grid check.
@@ -262,11 +263,16 @@ def _check_poolable(runs: list[Run]) -> None:
             )
 
 
-def compare_runs(runs: list[Run], reference: dict | None = None, last: int = 3) -> Comparison:
+def compare_runs(runs: list[Run], reference: dict | None = None, last: int | None = None) -> Comparison:
     """Checks the runs share tasks and evaluation points, pools folders of one algorithm on
-    one task, and normalises per task."""
+    one task, and normalises per task. last=None: the last DEFAULT_LAST evaluations, or all
+    the runs have if fewer."""
     if not runs:
         raise CompareError("give at least one run folder")
+    paths = [r.path.resolve() for r in runs]
+    twice = next((r.path for r, p in zip(runs, paths, strict=True) if paths.count(p) > 1), None)
+    if twice is not None:
+        raise CompareError(f"{twice} is given twice; give each run folder once")
     reference = reference or {}
     _check_same_grid(runs)
     algos = list(dict.fromkeys(run.algo for run in runs))
@@ -291,6 +297,7 @@ def compare_runs(runs: list[Run], reference: dict | None = None, last: int = 3) 
     if unknown:
         raise CompareError(f"reference names task {unknown[0]}, which no run has (tasks: {', '.join(tasks)})")
     steps = runs[0].steps
+    last = min(DEFAULT_LAST, len(steps)) if last is None else last
     if not 1 <= last <= len(steps):
         raise CompareError(f"last={last} must be between 1 and the {len(steps)} evaluations the runs share")
 
