@@ -63,6 +63,7 @@ class Run:
     returns: np.ndarray  # [S, B] test_return_mean
     win_rates: np.ndarray | None  # [S, B] test_win_rate, where the env logs it
     settings: dict = field(repr=False)  # the config without BOOKKEEPING_KEYS
+    skipped: list[str] = field(default_factory=list)  # damaged metric lines, as "file:line: why"
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ def load_run(path: Path, name: str | None = None) -> Run:
             f"{path}/config.yaml is unreadable or lacks algo.name, env.name or a positive test_interval; "
             "give folders written by jlmarl.train"
         ) from None
-    per_seed = read_run(path)
+    skipped = []
+    per_seed = read_run(path, warn=skipped.append)  # damaged lines are skipped; the report names them
     if not per_seed:
         raise CompareError(f"{path} has no metrics/seed_<k>.jsonl; give finished runs")
     grids = []
@@ -181,6 +183,7 @@ def load_run(path: Path, name: str | None = None) -> Run:
         returns,
         win_rates,
         settings,
+        skipped,
     )
 
 
@@ -301,7 +304,10 @@ def compare_runs(runs: list[Run], reference: dict | None = None, last: int | Non
     if not 1 <= last <= len(steps):
         raise CompareError(f"last={last} must be between 1 and the {len(steps)} evaluations the runs share")
 
-    notes = []
+    skipped = [line for r in runs for line in r.skipped]
+    notes = [f"skipped damaged metric line {line}" for line in skipped[:5]]
+    if len(skipped) > 5:
+        notes.append(f"... and {len(skipped) - 5} more damaged metric lines")
     normalisation = {}
     for task in tasks:
         on_task = [r for r in runs if r.task == task]
