@@ -163,7 +163,7 @@ def test_normalisation_by_hand(tmp_path):
         ("interval", "evaluates every 50 env steps but"),
         ("shorter", "was evaluated near env step 200 but"),
         ("missing_task", "b has no run on t2 (tasks: t1, t2); give every algorithm a run on every task"),
-        ("seed_counts", "a has 1 seeds on t1 but 2 on t2"),
+        ("seed_counts", "a has 1 seed on t1 but 2 on t2"),
         ("settings", "are both a on t1 but differ in algo.lr (0.1 vs 0.2); name one apart as"),
         ("same_seed", "both hold seed 0 of a on t1"),
         ("reference", "reference names task nope, which no run has"),

@@ -293,8 +293,8 @@ def compare_runs(runs: list[Run], reference: dict | None = None, last: int | Non
         if len(set(counts.values())) > 1:
             (t0, n0), (t1, n1) = (f(counts.items(), key=lambda kv: kv[1]) for f in (min, max))
             raise CompareError(
-                f"{algo} has {n0} seeds on {t0} but {n1} on {t1}; give an algorithm the same number of seeds "
-                "on every task"
+                f"{algo} has {n0} seed{'s' * (n0 != 1)} on {t0} but {n1} on {t1}; "
+                "give an algorithm the same number of seeds on every task"
             )
     unknown = sorted(set(reference) - set(tasks))
     if unknown:
