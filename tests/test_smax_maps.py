@@ -3,13 +3,23 @@ with numbers worked out by hand (distances, damage, heal amounts), not by the en
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jlmarl.envs as envs
+from jlmarl.envs import smax_terrain
+from jlmarl.envs.smax_world import draw_race_types
 
 STOP = 4  # SMAX's stop action
+# Each scene program runs once, for a few dozen steps: XLA's slow optimisations don't pay.
+FAST_COMPILE = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
 
 
 def _place(env_state, positions, alive):
@@ -39,8 +49,8 @@ def test_ally_visibility_is_each_allys_sight_and_matches_its_obs():
     ] + [(28.0, 2.0 + 2.0 * k) for k in range(5)]  # enemies far from every ally
     alive = [True, True, True, False, True] + [True] * 5
     env_state = _place(env_state, positions, alive)
-    step = jax.jit(env.step)
-    _, ts = step(jax.random.key(1), env_state, jnp.full((5,), STOP, jnp.int32))
+    _, run = _runner("smax_2s3z", 1)
+    ts = jax.tree.map(lambda x: x[0], run(env_state, jnp.full((1, 5), STOP, jnp.int32))["ts"])
     expected = np.array(
         [  # row i sees column j
             [1, 1, 1, 0, 0],
@@ -62,3 +72,243 @@ def test_ally_visibility_is_each_allys_sight_and_matches_its_obs():
                 slot = j if j < i else j - 1
                 shown = np.any(obs[i, slot * features : (slot + 1) * features] != 0)
                 assert shown == expected[i, j], (i, j)
+
+
+# --- scenes on the maps with our world rules ---------------------------------------------------
+
+
+@functools.cache
+def _runner(name: str, steps: int, **kwargs):
+    """(env, jitted run(env_state, actions [steps, n_agents]) -> per-step unit arrays and Timesteps)."""
+    env = envs.make(name, **kwargs)
+
+    def run(env_state, actions):
+        def body(env_state, xs):
+            t, a = xs
+            env_state, ts = env.step(jax.random.fold_in(jax.random.key(7), t), env_state, a)
+            s = env_state.state
+            return env_state, dict(pos=s.unit_positions, health=s.unit_health, alive=s.unit_alive, ts=ts)
+
+        return jax.lax.scan(body, env_state, (jnp.arange(steps), actions))[1]
+
+    compiled = []
+
+    def run_compiled(env_state, actions):  # compiled once, on the first scene's shapes
+        if not compiled:
+            lowered = jax.jit(run).lower(env_state, actions)
+            compiled.append(lowered.compile(compiler_options=FAST_COMPILE))
+        return compiled[0](env_state, actions)
+
+    return env, run_compiled
+
+
+def _scene(env, units: dict[int, tuple[float, float]], health=None, cooldown=None):
+    """A reset env_state with only `units` (index -> position) alive; others dead.
+    health / cooldown: index -> value overrides."""
+    env_state, _ = env.reset(jax.random.key(0))
+    s = env_state.state
+    n = s.unit_alive.shape[0]
+    alive = np.zeros(n, bool)
+    alive[list(units)] = True
+    pos = np.asarray(s.unit_positions).copy()
+    for i, p in units.items():
+        if p is not None:  # None: keep the reset's position
+            pos[i] = p
+    hp = np.where(alive, np.asarray(s.unit_health), 0.0)
+    cd = np.zeros(n, np.float32)
+    for i, v in (health or {}).items():
+        hp[i] = v
+    for i, v in (cooldown or {}).items():
+        cd[i] = v
+    s = s.replace(
+        unit_positions=jnp.asarray(pos, jnp.float32),
+        unit_alive=jnp.asarray(alive),
+        unit_health=jnp.asarray(hp, jnp.float32),
+        unit_weapon_cooldowns=jnp.asarray(cd),
+    )
+    return env_state.replace(state=s)
+
+
+def _actions(env, steps: int, per_agent: dict[int, int] | None = None):
+    """[steps, n_agents]: stop, except `per_agent` (index -> action) every step."""
+    a = np.full((steps, env.spec.n_agents), STOP, np.int32)
+    for i, v in (per_agent or {}).items():
+        a[:, i] = v
+    return jnp.asarray(a)
+
+
+CORRIDOR_STEPS = 40
+
+
+def test_a_unit_walking_into_a_wall_stops_at_it():
+    # Corridor: the allies' chamber ends at x = 12 for y outside the passage (15..17).
+    # Zealot 0 at (10.5, 12) walks east (action 1) at 3.15 x 1/16 = 0.197 per world step:
+    # its last step that stays in the chamber ends in (12 - 0.197, 12), and y never changes.
+    env, run = _runner("smax_corridor", CORRIDOR_STEPS)
+    out = run(_scene(env, {0: (10.5, 12.0), 6: (28.0, 26.0)}), _actions(env, CORRIDOR_STEPS, {0: 1}))
+    x, y = np.asarray(out["pos"][:, 0, 0]), np.asarray(out["pos"][:, 0, 1])
+    assert 12.0 - 0.2 < x[-1] < 12.0
+    assert np.all(x < 12.0) and np.all(y == 12.0)
+
+
+def test_the_enemy_reaches_a_target_behind_a_wall_by_the_path():
+    # A zergling in the east chamber, a zealot in the west one: the straight line between
+    # them crosses walls; walking it, the zergling would stop at the chamber's west wall.
+    # By the path (29 cells through the passage at 2.07 per step) it reaches and hits the zealot.
+    env, run = _runner("smax_corridor", CORRIDOR_STEPS)
+    out = run(_scene(env, {0: (6.0, 12.0), 6: (25.0, 6.0)}), _actions(env, CORRIDOR_STEPS))
+    pos = np.asarray(out["pos"][:, 6])
+    cells = env.terrain[np.floor(pos[:, 0]).astype(int), np.floor(pos[:, 1]).astype(int)]
+    assert np.all(cells != 1)  # never inside a wall
+    assert np.any((pos[:, 0] > 12) & (pos[:, 0] < 20))  # went through the passage
+    assert float(out["health"][-1, 0]) < 150.0  # and reached the zealot
+
+
+def test_corridor_choke_limits_how_many_zerglings_reach_a_zealot():
+    # Two zealots abreast close the 2-wide passage at x = 14 (y 15.5 and 16.5); 24 zerglings
+    # charge. A zergling in range of zealot 0 (centre distance < 2) must stand in the strip
+    # ahead: x in (14, 16), y in [15, 17). Units do not walk into one another, so zergling
+    # centres stay >= 0.75 apart and >= 0.875 from the zealots: at most two files of 2 and 3
+    # (x ~ 14.9 and ~ 15.6) fit, k = 5. On the open map the same zealots are surrounded.
+    k = 5
+    counts, health = {}, {}
+    for terrain in (True, False):
+        env, run = _runner("smax_corridor", CORRIDOR_STEPS, terrain=terrain)
+        env_state = _scene(env, {0: (14.0, 15.5), 1: (14.0, 16.5), **{i: None for i in range(6, 30)}})
+        out = run(env_state, _actions(env, CORRIDOR_STEPS))
+        zealot = np.asarray(out["pos"][:, 0])
+        dist = np.linalg.norm(np.asarray(out["pos"][:, 6:]) - zealot[:, None], axis=-1)
+        in_range = (dist < 2.0) & np.asarray(out["alive"][:, 6:]) & np.asarray(out["alive"][:, :1])
+        counts[terrain] = in_range.sum(1)
+        health[terrain] = np.asarray(out["health"][:, :2]).sum(1)
+    assert counts[True].max() <= k
+    assert counts[False].max() > counts[True].max()  # more reach them in the open...
+    assert health[True][15] > health[False][15] + 100  # ...and the pair loses far more health
+
+
+def test_movement_rule_walls_cliffs_ramps_colossus_and_air():
+    grid = jnp.asarray(smax_terrain.plateau_grid())  # HIGH x 4..14, y 9..23; RAMP x 14..16, y 15..17
+    old = jnp.array(
+        [
+            [3.9, 12.0],  # zergling on LOW stepping east onto HIGH: blocked
+            [3.9, 12.0],  # colossus, same step: walks the cliff
+            [16.1, 15.5],  # zergling on LOW stepping west onto the RAMP: allowed
+            [14.1, 15.5],  # zergling on the RAMP stepping west onto HIGH: allowed
+            [1.1, 12.0],  # zergling stepping west into the edge WALL (x < 1): blocked
+            [0.5, 12.0],  # medivac over the WALL, flying west: allowed
+            [3.9, 8.9],  # zergling stepping diagonally: x (still LOW) allowed, then y onto HIGH blocked
+        ]
+    )
+    step = jnp.array([[0.2, 0], [0.2, 0], [-0.2, 0], [-0.2, 0], [-0.2, 0], [-0.2, 0], [0.2, 0.2]])
+    flying = jnp.array([False, False, False, False, False, True, False])
+    cliffs = jnp.array([False, True, False, False, False, False, False])
+    new = np.asarray(smax_terrain.move(grid, old, old + step, flying, cliffs))
+    expected = np.array(
+        [[3.9, 12.0], [4.1, 12.0], [15.9, 15.5], [13.9, 15.5], [1.1, 12.0], [0.3, 12.0], [4.1, 8.9]]
+    )
+    np.testing.assert_allclose(new, expected, atol=1e-6)
+
+
+def test_a_zergling_reaches_a_colossus_on_high_ground_only_by_the_ramp():
+    # 2c_vs_64zg: colossus 0 on the plateau 1.5 from its west cliff; zergling 2 below the
+    # cliff, 1.9 away: in melee range (2) but across the cliff, so it cannot attack; it runs
+    # around the plateau (~36 cells, 2.07 per step) and up the east ramp (x 14..16).
+    steps = 40
+    env, run = _runner("smax_2c_vs_64zg", steps)
+    out = run(_scene(env, {0: (5.5, 16.0), 2: (3.6, 16.0)}), _actions(env, steps))
+    pos = np.asarray(out["pos"][:, 2])
+    code = env.terrain[np.floor(pos[:, 0]).astype(int), np.floor(pos[:, 1]).astype(int)]
+    up = np.flatnonzero(code != smax_terrain.LOW)
+    assert len(up) > 0, "the zergling never got onto the plateau"
+    assert pos[up[0], 0] >= 13.0  # first off LOW at the ramp, on the plateau's east side
+    health = np.asarray(out["health"][:, 0])
+    assert np.all(health[: up[0]] == 350.0)  # untouched while the zergling was below
+    assert health[-1] < 350.0  # reached it by the ramp
+
+
+def test_a_medivac_heals_an_injured_ally_and_cannot_attack():
+    # MMM: ally 0 medivac, 1-2 marauders, 3-9 marines; enemies 10-19 (13-19 marines).
+    # Heal: 12.6 HP/s x 0.5 s per env step = 6.3 HP. Ally slot k of a medivac = ally k.
+    env, run = _runner("smax_MMM", 2)
+    env_state = _scene(
+        env, {0: (10.0, 16.0), 3: (11.0, 16.0), 18: (10.0, 19.0)}, health={3: 20.0}, cooldown={18: 100.0}
+    )
+    heal_3, slot_13 = 5 + 3, 5 + 8  # slot 13: enemy 18 for a marine, dead ally 8 for a medivac
+    actions = _actions(env, 2).at[0, 0].set(heal_3).at[1, 0].set(slot_13)
+    out = run(env_state, actions)
+    np.testing.assert_allclose(np.asarray(out["health"][:, 3]), [26.3, 26.3], atol=1e-4)
+    assert np.all(np.asarray(out["health"][:, 18]) == 45.0)  # the enemy marine 3 away: never hit
+    avail = np.asarray(out["ts"].avail[0, 0])  # the medivac, after step 1
+    assert avail[:5].all()  # moves and stop
+    assert np.flatnonzero(avail[5:]).tolist() == [3]  # only the injured, living ground ally in range
+    # ...not itself, not the dead allies, no enemy (its slots 10, 11 past the allies are off).
+
+
+def test_a_baneling_explosion_damages_every_enemy_in_its_radius_and_removes_it():
+    # bane_vs_bane: allies 0-19 zerglings, 20-23 banelings; enemies 24-43 zerglings, 44-47 banelings.
+    # Baneling 20 at (16, 16) attacks enemy 24 (slot 0): 16 damage to every enemy ground unit
+    # within 2.2 of it (35 -> 19), none beyond, none to its own side, and it dies.
+    env, run = _runner("smax_bane_vs_bane", 1)
+    units = {
+        20: (16.0, 16.0),
+        24: (17.0, 16.0),  # distance 1.0
+        25: (16.0, 17.5),  # 1.5
+        26: (14.0, 16.0),  # 2.0
+        27: (16.0, 13.9),  # 2.1
+        28: (18.3, 16.0),  # 2.3: outside
+        0: (15.0, 17.2),  # own zergling, 1.56
+    }
+    no_fire = {i: 100.0 for i in units if i != 20}  # only the baneling acts
+    out = run(_scene(env, units, cooldown=no_fire), _actions(env, 1, {20: 5}))
+    health = np.asarray(out["health"][0])
+    np.testing.assert_allclose(health[[24, 25, 26, 27]], 19.0)
+    assert health[28] == 35.0 and health[0] == 35.0
+    assert health[20] == 0.0 and not bool(out["alive"][0, 20])
+    # Reward: the enemies' health fraction lost / 24 enemies, x10.
+    np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * 4 * 16 / 35 / 24, rtol=1e-5)
+
+
+def test_a_colossus_damages_the_enemies_along_its_line():
+    # 1c3s5z: ally 0 colossus; enemies 9 colossus, 10-12 stalkers, 13-17 zealots.
+    # Colossus at (10, 16) attacks zealot 13 at (16, 16) (slot 4, range 7): the lance is the
+    # segment x = 16, y 14.6..17.4 (half-length 1.4, perpendicular to the shot); enemy ground
+    # units within 0.5 of it lose 10.
+    env, run = _runner("smax_1c3s5z", 1)
+    units = {
+        0: (10.0, 16.0),
+        13: (16.0, 16.0),  # the target
+        14: (16.0, 17.2),  # on the segment: hit
+        15: (17.1, 16.0),  # behind the target, 1.1 from the segment: missed
+        16: (16.0, 18.4),  # past the segment's end (17.4) by 1.0: missed
+        4: (16.3, 14.8),  # own zealot 0.3 from the segment: no friendly fire
+    }
+    no_fire = {i: 100.0 for i in units if i != 0}
+    out = run(_scene(env, units, cooldown=no_fire), _actions(env, 1, {0: 5 + 4}))
+    health = np.asarray(out["health"][0])
+    np.testing.assert_array_equal(health[[13, 14, 15, 16, 4]], [140.0, 140.0, 150.0, 150.0, 150.0])
+
+
+def test_only_medivacs_left_is_a_loss():
+    # MMM with the allies' medivac alive and every other ally dead: terminated, not won.
+    env, run = _runner("smax_MMM", 2)
+    out = run(_scene(env, {0: (10.0, 16.0), 15: (28.0, 16.0)}), _actions(env, 2))
+    assert bool(out["ts"].terminated[0]) and float(out["ts"].info["won"][0]) == 0.0
+
+
+# --- SMACv2 race pools -------------------------------------------------------------------------
+
+
+def test_race_types_follow_the_pool_weights_and_enemy_extras_are_drawn_too():
+    weights = jnp.array([0.45, 0.45, 0.1])
+    n_draws = 20000
+    keys = jax.random.split(jax.random.key(3), n_draws)
+    types = np.asarray(jax.jit(jax.vmap(lambda k: draw_race_types(k, weights, 10, 11)))(keys))
+    allies, enemies = types[:, :10], types[:, 10:]
+    np.testing.assert_array_equal(enemies[:, :10], allies)  # enemies mirror the allies
+    # Frequencies within 5 standard errors of the weights (se <= 0.0035 for 20000 draws).
+    for group in (allies.ravel(), enemies[:, 10]):
+        freq = np.bincount(group, minlength=3) / len(group)
+        np.testing.assert_allclose(freq, [0.45, 0.45, 0.1], atol=5 * np.sqrt(0.25 / n_draws))
+    # The extra enemy is not a copy of an ally (jaxmarl's bug made it always type 0).
+    assert np.mean(enemies[:, 10] == allies[:, 0]) < 0.5
+    assert set(np.unique(draw_race_types(jax.random.key(0), weights, 5, 3))) <= {0, 1, 2}

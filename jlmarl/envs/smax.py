@@ -20,24 +20,22 @@ Reward: jaxmarl's ally team reward (enemy health fraction removed, plus
 `max_steps` time limit. info `won` = all enemies dead with an ally alive (both
 teams dead at once is a draw, as in SMAC).
 
-Maps: every scenario jaxmarl registers (its smacv2_<n>_units draw each unit
-from all six types, mixing races, unlike SMACv2), plus ours (SMAX unit indices:
-0 marine, 1 marauder, 2 stalker, 3 zealot, 4 zergling, 5 hydralisk):
-- corridor: 6 zealots vs 24 zerglings. SMAC's corridor terrain (the narrow
-  passage that lets the zealots fight a few zerglings at a time) does not exist
-  in SMAX: this is the open 32x32 map, where they can be surrounded. 200 steps.
-- 3s_vs_3z, 3s_vs_4z, 8m_vs_9m, 2m_vs_1z: SMAC's unit lists on SMAX's map.
-- protoss_5v5 (stalker/zealot), terran_5v5 (marine/marauder), zerg_5v5
-  (zergling/hydralisk): SMACv2-style, with surround/reflect start positions and
-  unit types drawn per episode, each ally uniformly from its race's two types,
-  the enemies mirroring the allies. SMACv2's third type per race (colossus,
-  medivac, baneling) does not exist in SMAX.
+Maps on this adapter (jaxmarl's own engine, so their observations, state and
+behaviour are jaxmarl's: earlier results and checkpoints stay valid): every scenario
+jaxmarl registers (its smacv2_<n>_units draw each unit from all six types, mixing
+races, unlike SMACv2), plus 3s_vs_3z, 3s_vs_4z, 8m_vs_9m, 2m_vs_1z (SMAC's unit lists on
+SMAX's map). SMAX unit indices: 0 marine, 1 marauder, 2 stalker, 3 zealot,
+4 zergling, 5 hydralisk.
+
+Maps that need terrain, the medivac, colossus or baneling, or SMACv2's three-type race
+pools (corridor, MMM, MMM2, 1c3s5z, 2c_vs_64zg, bane_vs_bane, so_many_baneling,
+<race>_<n>v<m>) run on our world rules: `smax_world.py`, catalogue in `smax_maps.py`.
+Only 2s_vs_1sc (a spine crawler, a building) stays unsupported, pointing to
+`env=smac_2s_vs_1sc` (real StarCraft II through the smac package).
+
 Extras: `ally_visibility` bool [n_allies, n_allies], entry [i, j] true when ally i
 sees ally j this step, by SMAX's observation rule (both alive, distance < i's sight
 range), so it matches what i's observation shows; the diagonal is "i alive".
-
-SMAC maps needing units SMAX lacks are registered as unsupported and point to
-`env=smac_<map>` (real StarCraft II through the smac package).
 """
 
 from __future__ import annotations
@@ -51,6 +49,7 @@ import threading
 import jax
 import jax.numpy as jnp
 
+from jlmarl.envs import smax_maps, smax_units
 from jlmarl.envs.base import EnvSpec, make_timestep
 from jlmarl.envs.registry import register, register_unsupported
 
@@ -75,29 +74,15 @@ JAXMARL_MAPS = (
 )
 # map: (ally unit types, enemy unit types)
 FIXED_MAPS = {
-    "corridor": ((ZEALOT,) * 6, (ZERGLING,) * 24),
     "3s_vs_3z": ((STALKER,) * 3, (ZEALOT,) * 3),
     "3s_vs_4z": ((STALKER,) * 3, (ZEALOT,) * 4),
     "8m_vs_9m": ((MARINE,) * 8, (MARINE,) * 9),
     "2m_vs_1z": ((MARINE,) * 2, (ZEALOT,)),
 }
-# map: (n_allies, n_enemies, the race's unit types)
-RACE_MAPS = {
-    "protoss_5v5": (5, 5, (STALKER, ZEALOT)),
-    "terran_5v5": (5, 5, (MARINE, MARAUDER)),
-    "zerg_5v5": (5, 5, (ZERGLING, HYDRALISK)),
-}
+# Maps with terrain, the new units or SMACv2's race pools: our world rules (smax_world.py).
+WORLD_MAPS = tuple(smax_maps.MAPS)
 DEFAULT_MAX_STEPS = 100
-MAX_STEPS = {"corridor": 200}  # 24 zerglings take longer to kill than SMAX's 100-step default
-UNSUPPORTED = {
-    "MMM": "medivac",
-    "MMM2": "medivac",
-    "1c3s5z": "colossus",
-    "2c_vs_64zg": "colossus",
-    "bane_vs_bane": "baneling",
-    "so_many_baneling": "baneling",
-    "2s_vs_1sc": "spine crawler",
-}
+UNSUPPORTED = {"2s_vs_1sc": "spine crawler"}
 # Set by the map, or by the contract's discrete actions: not constructor kwargs.
 _NOT_PASSED = {
     "scenario",
@@ -108,22 +93,6 @@ _NOT_PASSED = {
     "action_type",
     "max_steps",
 }
-
-
-class RaceUnitTypes:
-    """SMACv2-style unit types: each ally drawn uniformly from `types`; enemies mirror the allies.
-
-    Replaces jaxmarl's `unit_type_generator`, which draws from all six SMAX types.
-    Enemies beyond the allies' count (none on our maps) get fresh draws.
-    """
-
-    def __init__(self, n_allies: int, n_enemies: int, types: tuple[int, ...]):
-        self.n_allies, self.n_enemies, self.types = n_allies, n_enemies, types
-
-    def generate(self, key: jax.Array) -> jax.Array:
-        n = max(self.n_allies, self.n_enemies)
-        drawn = jax.random.choice(key, jnp.asarray(self.types, jnp.uint8), (n,))
-        return jnp.concatenate([drawn[: self.n_allies], drawn[: self.n_enemies]])
 
 
 def ally_visibility(positions: jax.Array, alive: jax.Array, sight: jax.Array, n_allies: int) -> jax.Array:
@@ -137,6 +106,20 @@ def ally_visibility(positions: jax.Array, alive: jax.Array, sight: jax.Array, n_
     pos, live = positions[:n_allies], alive[:n_allies]
     dist = jnp.linalg.norm(pos[None, :, :] - pos[:, None, :], axis=-1)  # [i, j]
     return (dist < sight[:n_allies, None]) & live[:, None] & live[None, :]
+
+
+def normalised_state(world_state: jax.Array, world) -> jax.Array:
+    """jaxmarl's world_state with positions in [-1, 1] around the map centre and
+    cooldowns clipped at 0; the trailing team and type integers are dropped
+    (teams are fixed by unit order, types are already one-hot). Raw map
+    coordinates (0..32) would blow up QMIX's hypernetworks.
+    world: the jaxmarl SMAX engine (unit count, features, map size)."""
+    n_units, n_feat = world.num_agents, len(world.own_features)
+    f = world_state[: n_units * n_feat].reshape(n_units, n_feat)
+    half = jnp.array([world.map_width, world.map_height], jnp.float32) / 2
+    alive = f[:, :1] > 0  # dead units read as all zeros; keep them so
+    pos = jnp.where(alive, (f[:, 1:3] - half) / half, 0.0)
+    return jnp.concatenate([f[:, :1], pos, jnp.maximum(f[:, 3:4], 0.0), f[:, 4:]], axis=-1).reshape(-1)
 
 
 _IMPORT_LOCK = threading.Lock()
@@ -176,7 +159,7 @@ class SmaxEnv:
                 f"accepted: max_steps, reward_scale, {', '.join(sorted(accepted))}"
             )
         if max_steps is None:
-            max_steps = MAX_STEPS.get(map_name, DEFAULT_MAX_STEPS)
+            max_steps = DEFAULT_MAX_STEPS
 
         if map_name in JAXMARL_MAPS:
             scenario = smax.map_name_to_scenario(map_name)
@@ -184,21 +167,15 @@ class SmaxEnv:
             allies, enemies = FIXED_MAPS[map_name]
             types = jnp.array(allies + enemies, jnp.uint8)
             scenario = smax.Scenario(types, len(allies), len(enemies), False, False)
-        elif map_name in RACE_MAPS:
-            n_allies, n_enemies, _ = RACE_MAPS[map_name]
-            types = jnp.zeros(n_allies + n_enemies, jnp.uint8)  # drawn per episode instead
-            scenario = smax.Scenario(types, n_allies, n_enemies, True, True)
         else:
             raise ValueError(f"unknown SMAX map {map_name!r}; maps: {', '.join(MAP_NAMES)}")
 
         self.map_name = map_name
         self.reward_scale = float(reward_scale)
         self.jaxmarl_env = smax.HeuristicEnemySMAX(scenario=scenario, max_steps=max_steps, **kwargs)
-        inner = self.jaxmarl_env._env  # the wrapper forwards reads, not writes
-        if map_name in RACE_MAPS:
-            inner.unit_type_generator = RaceUnitTypes(
-                inner.num_allies, inner.num_enemies, RACE_MAPS[map_name][2]
-            )
+        inner = self.jaxmarl_env._env
+        self.type_names = smax_units.SMAX_TYPES  # SMAX's six type bits
+        self.terrain = None  # SMAX's open arena
         self.spec = EnvSpec(
             name=f"smax_{map_name}",
             n_agents=inner.num_allies,
@@ -210,18 +187,10 @@ class SmaxEnv:
             extras=(("ally_visibility", (inner.num_allies, inner.num_allies), "bool"),),
         )
 
-    def _global_state(self, world_state: jax.Array) -> jax.Array:
-        """jaxmarl's world_state with positions in [-1, 1] around the map centre and
-        cooldowns clipped at 0; the trailing team and type integers are dropped
-        (teams are fixed by unit order, types are already one-hot). Raw map
-        coordinates (0..32) would blow up QMIX's hypernetworks."""
-        inner = self.jaxmarl_env._env
-        n_units, n_feat = inner.num_agents, len(inner.own_features)
-        f = world_state[: n_units * n_feat].reshape(n_units, n_feat)
-        half = jnp.array([inner.map_width, inner.map_height], jnp.float32) / 2
-        alive = f[:, :1] > 0  # dead units read as all zeros; keep them so
-        pos = jnp.where(alive, (f[:, 1:3] - half) / half, 0.0)
-        return jnp.concatenate([f[:, :1], pos, jnp.maximum(f[:, 3:4], 0.0), f[:, 4:]], axis=-1).reshape(-1)
+    @property
+    def world(self):
+        """jaxmarl's SMAX engine under the heuristic-enemy wrapper (unit tables, map size)."""
+        return self.jaxmarl_env._env
 
     def _observe(self, env_state, obs) -> dict:
         agents = self.jaxmarl_env.agents
@@ -230,7 +199,7 @@ class SmaxEnv:
         sight = self.jaxmarl_env._env.unit_type_sight_ranges
         return dict(
             obs=jnp.stack([obs[a] for a in agents]),
-            state=self._global_state(obs["world_state"]),
+            state=normalised_state(obs["world_state"], self.world),
             avail=jnp.stack([avail[a] for a in agents]),
             extras={
                 "ally_visibility": ally_visibility(
@@ -263,13 +232,21 @@ class SmaxEnv:
         )
 
 
-MAP_NAMES = JAXMARL_MAPS + tuple(FIXED_MAPS) + tuple(RACE_MAPS)
+MAP_NAMES = JAXMARL_MAPS + tuple(FIXED_MAPS) + WORLD_MAPS
 
-for _map in MAP_NAMES:
+
+def _make_world_env(map_name: str, **kwargs):
+    from jlmarl.envs.smax_world import SmaxWorldEnv  # imports jaxmarl: only when built
+
+    return SmaxWorldEnv(map_name, **kwargs)
+
+
+for _map in JAXMARL_MAPS + tuple(FIXED_MAPS):
     register(f"smax_{_map}", functools.partial(SmaxEnv, _map))
+for _map in WORLD_MAPS:
+    register(f"smax_{_map}", functools.partial(_make_world_env, _map))
 for _map, _unit in UNSUPPORTED.items():
     register_unsupported(
         f"smax_{_map}",
-        f"SMAX has no {_unit} unit (it has marine, marauder, stalker, zealot, zergling, hydralisk); "
-        f"use env=smac_{_map} for real StarCraft II through the smac package",
+        f"SMAX has no {_unit} (a building); use env=smac_{_map} for real StarCraft II through smac",
     )
