@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -243,29 +244,58 @@ class _Signals:
         self.code = 0
         self.previous = {}
         self.on_exit: list[Callable[[], None]] = []  # run before the second signal's exit
+        self.count = 0
+        self.wakeup = None
+
+    def _exit_now(self, signum):
+        print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr, flush=True)
+        for cleanup in self.on_exit:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001  (exiting anyway)
+                pass
+        sys.stdout.flush()
+        _hard_exit(128 + signum)
 
     def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
         if self.received:
-            print(f"\n{name} again: exiting now", file=sys.stderr, flush=True)
-            for cleanup in self.on_exit:
-                try:
-                    cleanup()
-                except Exception:  # noqa: BLE001, S110  (exiting anyway)
-                    pass
-            sys.stdout.flush()
-            _hard_exit(128 + signum)
-        self.received, self.code = name, 128 + signum
-        print(f"\n{name}: stopping at the next safe point (again to exit at once)", flush=True)
+            self._exit_now(signum)
+        self.received, self.code = signal.Signals(signum).name, 128 + signum
+
+    def _watch(self, fd: int) -> None:
+        # Python runs signal handlers in the main thread between bytecodes, so a second
+        # signal during a long compile or device call would wait for it to return; the C
+        # handler writes each signal to this pipe at once, and this thread (XLA releases
+        # the GIL while it works) exits on the second.
+        while (data := os.read(fd, 1)) and data[0]:
+            if data[0] in (signal.SIGINT, signal.SIGTERM):
+                self.count += 1
+                if self.count >= 2:
+                    self._exit_now(data[0])
+                name = signal.Signals(data[0]).name
+                print(f"\n{name}: stopping at the next safe point (again to exit at once)", flush=True)
+        os.close(fd)
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        self.wakeup = (read, write, signal.set_wakeup_fd(write, warn_on_full_buffer=False))
+        threading.Thread(target=self._watch, args=(read,), daemon=True, name="jlmarl-signals").start()
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.wakeup is not None:
+            read, write, previous = self.wakeup
+            signal.set_wakeup_fd(previous)
+            try:
+                os.write(write, b"\0")  # ends the watcher
+            except OSError:  # it has ended already
+                pass
+            os.close(write)
 
 
 def _next_multiple(steps, interval: int) -> int:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -143,8 +144,12 @@ def test_signal_before_the_folder_or_the_first_checkpoint_then_the_plain_command
 
 
 def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkeypatch):
+    exits = []
+
     def hard_exit(code):  # os._exit in real runs (benchmarks/faults.py sends real signals)
-        raise SystemExit(code)
+        exits.append((threading.current_thread().name, code))
+        if threading.current_thread() is threading.main_thread():
+            raise SystemExit(code)
 
     monkeypatch.setattr(train, "_hard_exit", hard_exit)
 
@@ -155,6 +160,12 @@ def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkey
     monkeypatch.setattr(train, "FAULT_HOOKS", {"after_chunk": at(2, twice)})
     got, _, err = main(capsys, *TINY, f"run_dir={tmp_path / 'r'}")
     assert got == 143 and "SIGTERM again: exiting now" in err
+    # both the main thread's handler and the watcher (which exits even while XLA holds
+    # the main thread, e.g. compiling) exit on the second signal
+    for thread in threading.enumerate():
+        if thread.name == "jlmarl-signals":
+            thread.join(timeout=10)
+    assert sorted(exits) == [("MainThread", 143), ("jlmarl-signals", 143)]
     assert steps(tmp_path / "r") == [1, 2]  # the newest checkpoint is complete
     assert not (tmp_path / "r" / ".lock").exists()
 
