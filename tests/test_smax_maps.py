@@ -11,7 +11,8 @@ import numpy as np
 
 import jlmarl.envs as envs
 from jlmarl.envs import smax_terrain
-from jlmarl.envs.smax_world import draw_race_types
+from jlmarl.envs.smax_maps import MapSpec
+from jlmarl.envs.smax_world import SmaxWorldEnv, draw_race_types
 
 STOP = 4  # SMAX's stop action
 # Each scene program runs once, for a few dozen steps: XLA's slow optimisations don't pay.
@@ -78,9 +79,9 @@ def test_ally_visibility_is_each_allys_sight_and_matches_its_obs():
 
 
 @functools.cache
-def _runner(name: str, steps: int, **kwargs):
+def _runner(name: str | MapSpec, steps: int, **kwargs):
     """(env, jitted run(env_state, actions [steps, n_agents]) -> per-step unit arrays and Timesteps)."""
-    env = envs.make(name, **kwargs)
+    env = SmaxWorldEnv(name, **kwargs) if isinstance(name, MapSpec) else envs.make(name, **kwargs)
 
     def run(env_state, actions):
         def body(env_state, xs):
@@ -209,89 +210,104 @@ def test_movement_rule_walls_cliffs_ramps_colossus_and_air():
     np.testing.assert_allclose(new, expected, atol=1e-6)
 
 
+# One custom map holds every unit the scenes below need, on 2c_vs_64zg's plateau terrain
+# (HIGH x 4..14, y 9..23, RAMP x 14..16, y 15..17, LOW elsewhere inside a WALL ring), so
+# that one compiled program plays them all; each scene leaves only its own units alive.
+SCENE_MAP = MapSpec(
+    "unit_scenes",
+    allies=("medivac", "marine", "colossus", "baneling", "zergling", "zealot"),  # units 0-5
+    enemies=("zealot",) * 4 + ("zergling",) * 5 + ("marine",),  # 6-9, 10-14, 15
+    max_steps=100,
+    terrain="plateau",
+)
+SCENE_STEPS = 40
+
+
+@functools.cache
+def _scene_runner():
+    return _runner(SCENE_MAP, SCENE_STEPS)
+
+
 def test_a_zergling_reaches_a_colossus_on_high_ground_only_by_the_ramp():
-    # 2c_vs_64zg: colossus 0 on the plateau 1.5 from its west cliff; zergling 2 below the
-    # cliff, 1.9 away: in melee range (2) but across the cliff, so it cannot attack; it runs
-    # around the plateau (~36 cells, 2.07 per step) and up the east ramp (x 14..16).
-    steps = 40
-    env, run = _runner("smax_2c_vs_64zg", steps)
-    out = run(_scene(env, {0: (5.5, 16.0), 2: (3.6, 16.0)}), _actions(env, steps))
-    pos = np.asarray(out["pos"][:, 2])
+    # Colossus 2 on the plateau 1.5 from its west cliff; zergling 10 below the cliff, 1.9
+    # away: in melee range (2) but across the cliff, so it cannot attack; it runs around
+    # the plateau (~36 cells, 2.07 per step) and up the east ramp (x 14..16).
+    env, run = _scene_runner()
+    out = run(_scene(env, {2: (5.5, 16.0), 10: (3.6, 16.0)}), _actions(env, SCENE_STEPS))
+    pos = np.asarray(out["pos"][:, 10])
     code = env.terrain[np.floor(pos[:, 0]).astype(int), np.floor(pos[:, 1]).astype(int)]
     up = np.flatnonzero(code != smax_terrain.LOW)
     assert len(up) > 0, "the zergling never got onto the plateau"
     assert pos[up[0], 0] >= 13.0  # first off LOW at the ramp, on the plateau's east side
-    health = np.asarray(out["health"][:, 0])
+    health = np.asarray(out["health"][:, 2])
     assert np.all(health[: up[0]] == 350.0)  # untouched while the zergling was below
     assert health[-1] < 350.0  # reached it by the ramp
 
 
 def test_a_medivac_heals_an_injured_ally_and_cannot_attack():
-    # MMM: ally 0 medivac, 1-2 marauders, 3-9 marines; enemies 10-19 (13-19 marines).
-    # Heal: 12.6 HP/s x 0.5 s per env step = 6.3 HP. Ally slot k of a medivac = ally k.
-    env, run = _runner("smax_MMM", 2)
+    # Medivac 0 next to marine 1 (20 of 45 HP); an enemy marine 2.5 away (holding fire).
+    # Heal: 12.6 HP/s x 0.5 s per env step = 6.3 HP. A medivac's slot k is ally k (SMAC).
+    env, run = _scene_runner()
     env_state = _scene(
-        env, {0: (10.0, 16.0), 3: (11.0, 16.0), 18: (10.0, 19.0)}, health={3: 20.0}, cooldown={18: 100.0}
+        env, {0: (24.0, 28.0), 1: (25.0, 28.0), 15: (24.0, 30.5)}, health={1: 20.0}, cooldown={15: 100.0}
     )
-    heal_3, slot_13 = 5 + 3, 5 + 8  # slot 13: enemy 18 for a marine, dead ally 8 for a medivac
-    actions = _actions(env, 2).at[0, 0].set(heal_3).at[1, 0].set(slot_13)
+    heal_1, slot_9 = 5 + 1, 5 + 9  # slot 9: the enemy marine (unit 15) for a marine; no ally 9
+    actions = _actions(env, SCENE_STEPS).at[0, 0].set(heal_1).at[1, 0].set(slot_9)
     out = run(env_state, actions)
-    np.testing.assert_allclose(np.asarray(out["health"][:, 3]), [26.3, 26.3], atol=1e-4)
-    assert np.all(np.asarray(out["health"][:, 18]) == 45.0)  # the enemy marine 3 away: never hit
+    np.testing.assert_allclose(np.asarray(out["health"][:2, 1]), [26.3, 26.3], atol=1e-4)
+    assert np.all(np.asarray(out["health"][:, 15]) == 45.0)  # the enemy marine: never hit
     avail = np.asarray(out["ts"].avail[0, 0])  # the medivac, after step 1
     assert avail[:5].all()  # moves and stop
-    assert np.flatnonzero(avail[5:]).tolist() == [3]  # only the injured, living ground ally in range
-    # ...not itself, not the dead allies, no enemy (its slots 10, 11 past the allies are off).
+    assert np.flatnonzero(avail[5:]).tolist() == [1]  # only the injured, living ground ally in range
+    # ...not itself, not the dead allies, no enemy: slots 6-9 (no such ally) are off.
 
 
 def test_a_baneling_explosion_damages_every_enemy_in_its_radius_and_removes_it():
-    # bane_vs_bane: allies 0-19 zerglings, 20-23 banelings; enemies 24-43 zerglings, 44-47 banelings.
-    # Baneling 20 at (16, 16) attacks enemy 24 (slot 0): 16 damage to every enemy ground unit
-    # within 2.2 of it (35 -> 19), none beyond, none to its own side, and it dies.
-    env, run = _runner("smax_bane_vs_bane", 1)
+    # Baneling 3 at (22, 6) attacks zergling 10 (slot 4): 16 damage to every enemy ground
+    # unit within 2.2 of it (35 -> 19), none beyond, none to its own side, and it dies.
+    env, run = _scene_runner()
     units = {
-        20: (16.0, 16.0),
-        24: (17.0, 16.0),  # distance 1.0
-        25: (16.0, 17.5),  # 1.5
-        26: (14.0, 16.0),  # 2.0
-        27: (16.0, 13.9),  # 2.1
-        28: (18.3, 16.0),  # 2.3: outside
-        0: (15.0, 17.2),  # own zergling, 1.56
+        3: (22.0, 6.0),
+        10: (23.0, 6.0),  # distance 1.0
+        11: (22.0, 7.5),  # 1.5
+        12: (20.0, 6.0),  # 2.0
+        13: (22.0, 3.9),  # 2.1
+        14: (24.3, 6.0),  # 2.3: outside
+        4: (21.0, 7.2),  # own zergling, 1.56
     }
-    no_fire = {i: 100.0 for i in units if i != 20}  # only the baneling acts
-    out = run(_scene(env, units, cooldown=no_fire), _actions(env, 1, {20: 5}))
+    no_fire = {i: 100.0 for i in units if i != 3}  # only the baneling acts
+    out = run(_scene(env, units, cooldown=no_fire), _actions(env, SCENE_STEPS).at[0, 3].set(5 + 4))
     health = np.asarray(out["health"][0])
-    np.testing.assert_allclose(health[[24, 25, 26, 27]], 19.0)
-    assert health[28] == 35.0 and health[0] == 35.0
-    assert health[20] == 0.0 and not bool(out["alive"][0, 20])
-    # Reward: the enemies' health fraction lost / 24 enemies, x10.
-    np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * 4 * 16 / 35 / 24, rtol=1e-5)
+    np.testing.assert_allclose(health[[10, 11, 12, 13]], 19.0)
+    assert health[14] == 35.0 and health[4] == 35.0
+    assert health[3] == 0.0 and not bool(out["alive"][0, 3])
+    # Reward: the enemies' health fractions lost / 10 enemies, x10.
+    np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * 4 * 16 / 35 / 10, rtol=1e-5)
 
 
 def test_a_colossus_damages_the_enemies_along_its_line():
-    # 1c3s5z: ally 0 colossus; enemies 9 colossus, 10-12 stalkers, 13-17 zealots.
-    # Colossus at (10, 16) attacks zealot 13 at (16, 16) (slot 4, range 7): the lance is the
-    # segment x = 16, y 14.6..17.4 (half-length 1.4, perpendicular to the shot); enemy ground
+    # Colossus 2 at (18, 6) attacks zealot 6 at (24, 6) (slot 0, range 7): the lance is the
+    # segment x = 24, y 4.6..7.4 (half-length 1.4, perpendicular to the shot); enemy ground
     # units within 0.5 of it lose 10.
-    env, run = _runner("smax_1c3s5z", 1)
+    env, run = _scene_runner()
     units = {
-        0: (10.0, 16.0),
-        13: (16.0, 16.0),  # the target
-        14: (16.0, 17.2),  # on the segment: hit
-        15: (17.1, 16.0),  # behind the target, 1.1 from the segment: missed
-        16: (16.0, 18.4),  # past the segment's end (17.4) by 1.0: missed
-        4: (16.3, 14.8),  # own zealot 0.3 from the segment: no friendly fire
+        2: (18.0, 6.0),
+        6: (24.0, 6.0),  # the target
+        7: (24.0, 7.2),  # on the segment: hit
+        8: (25.1, 6.0),  # behind the target, 1.1 from the segment: missed
+        9: (24.0, 8.4),  # past the segment's end (7.4) by 1.0: missed
+        5: (24.3, 4.8),  # own zealot 0.3 from the segment: no friendly fire
     }
-    no_fire = {i: 100.0 for i in units if i != 0}
-    out = run(_scene(env, units, cooldown=no_fire), _actions(env, 1, {0: 5 + 4}))
+    no_fire = {i: 100.0 for i in units if i != 2}
+    out = run(_scene(env, units, cooldown=no_fire), _actions(env, SCENE_STEPS).at[0, 2].set(5 + 0))
     health = np.asarray(out["health"][0])
-    np.testing.assert_array_equal(health[[13, 14, 15, 16, 4]], [140.0, 140.0, 150.0, 150.0, 150.0])
+    np.testing.assert_array_equal(health[[6, 7, 8, 9, 5]], [140.0, 140.0, 150.0, 150.0, 150.0])
 
 
 def test_only_medivacs_left_is_a_loss():
-    # MMM with the allies' medivac alive and every other ally dead: terminated, not won.
-    env, run = _runner("smax_MMM", 2)
-    out = run(_scene(env, {0: (10.0, 16.0), 15: (28.0, 16.0)}), _actions(env, 2))
+    # The allies' medivac alive, every other ally dead, an enemy alive: terminated, not won.
+    env, run = _scene_runner()
+    out = run(_scene(env, {0: (24.0, 28.0), 15: (28.0, 4.0)}), _actions(env, SCENE_STEPS))
     assert bool(out["ts"].terminated[0]) and float(out["ts"].info["won"][0]) == 0.0
 
 

@@ -456,16 +456,16 @@ class SmaxWorldEnv:
 
     def __init__(
         self,
-        map_name: str,
+        map_name: str | MapSpec,
         max_steps: int | None = None,
         reward_scale: float = 10.0,
         see_enemy_actions: bool = True,
         won_battle_bonus: float = 1.0,
         terrain: bool = True,
     ):
-        spec = MAPS[map_name]
+        spec = map_name if isinstance(map_name, MapSpec) else MAPS[map_name]  # a MapSpec: a custom map
         max_steps = spec.max_steps if max_steps is None else int(max_steps)
-        self.map_name = map_name
+        self.map_name = spec.name
         self.reward_scale = float(reward_scale)
         self.world = SmaxWorld(
             spec, max_steps, terrain, see_enemy_actions=see_enemy_actions, won_battle_bonus=won_battle_bonus
@@ -474,7 +474,7 @@ class SmaxWorldEnv:
         self.terrain = self.world.grid_np if self.world.has_terrain else None
         w = self.world
         self.spec = EnvSpec(
-            name=f"smax_{map_name}",
+            name=f"smax_{spec.name}",
             n_agents=w.num_allies,
             obs_dim=w.obs_size,
             state_dim=w.num_agents * len(w.own_features),
