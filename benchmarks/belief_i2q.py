@@ -73,10 +73,10 @@ def belief_checkpoint(env: str, args, out: Path) -> tuple[Path, dict]:
     overrides = [
         "algo=belief_i2q",
         f"env={env}",
-        f"algo.belief.checkpoint={path}",
-        f"algo.belief.episodes={args.belief_episodes}",
-        f"algo.belief.train_steps={args.belief_steps}",
-        f"algo.belief.random_start={str(env in RANDOM_START_ENVS).lower()}",
+        f"belief_i2q.checkpoint={path}",
+        f"belief_i2q.episodes={args.belief_episodes}",
+        f"belief_i2q.train_steps={args.belief_steps}",
+        f"belief_i2q.random_start={str(env in RANDOM_START_ENVS).lower()}",
     ]
     print(f"[{env}] pre-training the belief model ({args.belief_episodes} episodes)", flush=True)
     return path, pretrain(load_config(overrides), log_every=max(args.belief_steps // 5, 1))
@@ -95,7 +95,7 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
         *extra,
     ]
     if algo == "belief_i2q":
-        overrides.append(f"algo.belief.checkpoint={ckpt}")
+        overrides.append(f"belief_i2q.checkpoint={ckpt}")
     cfg = load_config(overrides)
     engine = build(cfg)
     num_envs = int(cfg.num_envs)

@@ -1,12 +1,12 @@
-"""python -m jlmarl.pretrain_belief env=<env> [algo.belief.<key>=value ...]
+"""python -m jlmarl.pretrain_belief env=<env> [belief_i2q.<key>=value ...]
 
-Stage 1 of Belief-I2Q (seed 002): collect `algo.belief.episodes` episodes with a
+Stage 1 of Belief-I2Q (seed 002): collect `belief_i2q.episodes` episodes with a
 uniformly random policy (vmapped envs; from random starts, as the paper does, with
-`algo.belief.random_start=true` where the env has that option), train the
+`belief_i2q.random_start=true` where the env has that option), train the
 recurrent conditional VAE (jlmarl.algos.belief_model) offline on each agent's history
 labelled with the env's hidden state (EnvSpec.hidden_dims), evaluate it on
-`algo.belief.eval_episodes` fresh episodes of the env itself, and save it with
-orbax to `algo.belief.checkpoint` (default beliefs/<env>), where
+`belief_i2q.eval_episodes` fresh episodes of the env itself, and save it with
+orbax to `belief_i2q.checkpoint` (default beliefs/<env>), where
 `python -m jlmarl.train algo=belief_i2q env=<env>` finds it. The checkpoint also
 holds belief.json (env spec, model sizes, metrics) so that a run refuses a model
 trained for another env.
@@ -48,7 +48,7 @@ def make_env(cfg: DictConfig, **extra) -> Env:
 
 def collection_env(cfg: DictConfig, env: Env) -> Env:
     """The env the training data comes from: `env`, or its random-start version."""
-    if not cfg.algo.belief.random_start:
+    if not cfg.belief_i2q.random_start:
         return env
     try:
         return make_env(cfg, random_start=True)
@@ -56,8 +56,8 @@ def collection_env(cfg: DictConfig, env: Env) -> Env:
         if "random_start" not in str(e):
             raise
         raise ConfigError(
-            f"algo.belief.random_start=true, but env={cfg.env.name} has no random_start option; "
-            "set algo.belief.random_start=false"
+            f"belief_i2q.random_start=true, but env={cfg.env.name} has no random_start option; "
+            "set belief_i2q.random_start=false"
         ) from None
 
 
@@ -65,12 +65,14 @@ def pretrain(cfg: DictConfig, log_every: int = 500, env: Env | None = None) -> d
     """The whole stage for a composed run config; returns the metrics it saved. `env`
     replaces the env that cfg.env names (tests with unregistered envs)."""
     if cfg.algo.name != "belief_i2q":
-        raise ConfigError(f"pretrain_belief reads algo.belief of algo=belief_i2q, got algo={cfg.algo.name}")
-    bcfg = BeliefConfig.from_cfg(cfg.algo.belief)
-    path = Path(cfg.algo.belief.checkpoint).resolve()
+        raise ConfigError(
+            f"pretrain_belief reads the belief_i2q group of algo=belief_i2q, got algo={cfg.algo.name}"
+        )
+    bcfg = BeliefConfig.from_cfg(cfg.belief_i2q)
+    path = Path(cfg.belief_i2q.checkpoint).resolve()
     if (path / META_FILE).exists() or (path / PARAMS_DIR).exists():
         raise ConfigError(
-            f"algo.belief.checkpoint={path} already holds a belief model; choose another path or delete it"
+            f"belief_i2q.checkpoint={path} already holds a belief model; choose another path or delete it"
         )
     env = make_env(cfg) if env is None else env
     spec = env.spec

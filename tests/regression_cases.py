@@ -40,13 +40,13 @@ CASES = {
 
 
 def _build(name: str, env, cfg):
-    algo_cfg = _plain(cfg.algo)
     if name != "belief_i2q":
-        return algos.build(name, env.spec, algo_cfg)
-    b = algo_cfg["belief"]
+        return algos.build(name, env.spec, cfg)
+    b = _plain(cfg.belief_i2q)
     model = BeliefModel(len(env.spec.hidden_dims), b["hidden_dim"], b["z_dim"], b["mlp_dim"])
     params = init_belief(model, jax.random.PRNGKey(7), env.spec.obs_dim + env.spec.n_actions)
-    return i2q.build(env.spec, algo_cfg, context="belief", name=name, belief=(model, params))
+    algo_cfg = _plain(cfg.algo)
+    return i2q.build(env.spec, algo_cfg, context="belief", name=name, method=b, belief=(model, params))
 
 
 def _plain(node):

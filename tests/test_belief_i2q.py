@@ -72,8 +72,8 @@ def phase_belief(tmp_path_factory):
     from jlmarl.config import load_config
 
     path = tmp_path_factory.mktemp("belief") / "phase"
-    overrides = ["algo=belief_i2q", "env=oracle", f"algo.belief.checkpoint={path}"]
-    overrides += [f"algo.belief.{k}={v}" for k, v in PHASE_BELIEF.items()]
+    overrides = ["algo=belief_i2q", "env=oracle", f"belief_i2q.checkpoint={path}"]
+    overrides += [f"belief_i2q.{k}={v}" for k, v in PHASE_BELIEF.items()]
     return path, pretrain(load_config(overrides), log_every=0, env=ENV)
 
 
@@ -90,7 +90,7 @@ def learners(phase_belief):
                 algo = i2q.build(ENV.spec, TINY_ALGO, "history", name=name)
             else:
                 belief = {"checkpoint": str(phase_belief[0]), "samples": 2, "temperature": 0.5}
-                algo = i2q.build(ENV.spec, {**TINY_ALGO, "belief": belief}, "belief", name=name)
+                algo = i2q.build(ENV.spec, TINY_ALGO, "belief", name=name, method=belief)
             cache[name] = (
                 algo,
                 jax.jit(algo.init),
@@ -224,7 +224,7 @@ def test_agents_act_and_learn_only_from_their_own_histories(name, learners):
 
 ORACLE_TINY = ["algo=belief_i2q", "env=oracle", "env.episode_limit=6", "algo.hidden_dim=8"]
 PRETRAIN_TINY = [
-    f"algo.belief.{k}={v}"
+    f"belief_i2q.{k}={v}"
     for k, v in dict(
         episodes=16, eval_episodes=16, train_steps=4, batch_size=4, hidden_dim=8, z_dim=2, mlp_dim=8
     ).items()
@@ -237,7 +237,7 @@ def test_config_and_checkpoint_errors_name_the_fix(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="algo.hysteresis"):
         make_cfg("algo=rec_hyst_iql", "env=matrix_three_state", "algo.hysteresis=1.5")
     make_cfg("algo=rec_i2q", "env=matrix_three_state")  # the recurrent baselines need no hidden state
-    missing = make_cfg(*ORACLE_TINY, f"algo.belief.checkpoint={tmp_path / 'none'}")
+    missing = make_cfg(*ORACLE_TINY, f"belief_i2q.checkpoint={tmp_path / 'none'}")
     with pytest.raises(
         ConfigError, match="holds no belief model; pre-train one with `python -m jlmarl.pretrain"
     ):
@@ -245,22 +245,22 @@ def test_config_and_checkpoint_errors_name_the_fix(make_cfg, tmp_path):
 
 
 def test_random_start_data_needs_an_env_with_that_option(make_cfg, tmp_path):
-    ckpt = f"algo.belief.checkpoint={tmp_path / 'b'}"
+    ckpt = f"belief_i2q.checkpoint={tmp_path / 'b'}"
     with pytest.raises(
-        ConfigError, match="env=honeycomb has no random_start option; set algo.belief.random_start"
+        ConfigError, match="env=honeycomb has no random_start option; set belief_i2q.random_start"
     ):
-        pretrain(make_cfg("algo=belief_i2q", "env=honeycomb", "algo.belief.random_start=true", ckpt))
+        pretrain(make_cfg("algo=belief_i2q", "env=honeycomb", "belief_i2q.random_start=true", ckpt))
     assert not (tmp_path / "b").exists()
 
 
 def test_pretrain_refuses_to_overwrite_a_model(make_cfg, phase_belief):
     with pytest.raises(ConfigError, match="already holds a belief model"):
-        pretrain(make_cfg(*ORACLE_TINY, f"algo.belief.checkpoint={phase_belief[0]}"))
+        pretrain(make_cfg(*ORACLE_TINY, f"belief_i2q.checkpoint={phase_belief[0]}"))
 
 
 @pytest.mark.slow
 def test_pretrain_then_train_on_oracle_end_to_end(make_cfg, tmp_path):
-    ckpt = f"algo.belief.checkpoint={tmp_path / 'belief'}"
+    ckpt = f"belief_i2q.checkpoint={tmp_path / 'belief'}"
     metrics = pretrain(make_cfg(*ORACLE_TINY, *PRETRAIN_TINY, ckpt, run_name="pre"), log_every=0)
     assert len(metrics["belief_error_by_t"]) == 7
     engine = train_build(make_cfg(*ORACLE_TINY, ckpt, run_name="b"))

@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from jlmarl import algos
 from jlmarl.core.engine import Engine, EngineConfig
@@ -66,7 +65,7 @@ def test_vdn_learns_a_cooperative_one_state_game(make_cfg):
         "test_episodes=8",
         "algo.epsilon_anneal_steps=1000",
     )
-    algo = algos.build("vdn", env.spec, OmegaConf.to_container(cfg.algo))
+    algo = algos.build("vdn", env.spec, cfg)
     engine = Engine(env, algo, EngineConfig.from_cfg(cfg))
     carry = engine.init(engine.seed_keys([0]))
     due = np.zeros(1, bool)
@@ -80,7 +79,7 @@ def test_time_buckets_cut_only_padding(make_cfg):
     """An update on episodes padded far past their end equals one on the cut batch."""
     cfg = make_cfg("algo=qmix", "env=matrix_three_state")
     env = MatrixGame("padded", matrix.THREE_STATE_PAYOFF, episode_limit=10)
-    algo = algos.build("qmix", env.spec, OmegaConf.to_container(cfg.algo))
+    algo = algos.build("qmix", env.spec, cfg)
     engine = Engine(env, algo, EngineConfig.from_cfg(cfg))
     assert engine.bucket_lengths() == [3, 5, 8, 10]
     ts = algo.init(jax.random.PRNGKey(0))
@@ -109,7 +108,7 @@ def test_learners_for_many_agents_and_actions_build_without_a_joint_action_table
     spec = EnvSpec("wide", n_agents=6, obs_dim=4, state_dim=5, n_actions=29, episode_limit=3, info_keys=())
     for name in ("iql", "vdn", "qmix", "limarl", "lsf_sac", "masac"):
         cfg = load_config([f"algo={name}", "env=matrix_one_step"])
-        algo = algos.build(name, spec, OmegaConf.to_container(cfg.algo, resolve=True))
+        algo = algos.build(name, spec, cfg)
         assert algo.name == name
     with pytest.raises(ValueError, match="matrix games"):
         all_joint_actions(6, 29)

@@ -41,7 +41,8 @@ ENV = MatrixGame("m3", THREE_STATE_PAYOFF, episode_limit=10)
 
 
 def algo_cfg(make_cfg, *overrides):
-    return OmegaConf.to_container(make_cfg(*TINY, *overrides).algo, resolve=True)
+    """The composed run config, resolved (algos.build takes it whole)."""
+    return OmegaConf.to_container(make_cfg(*TINY, *overrides), resolve=True)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,6 @@ def trigger_algo(tmp_path_factory):
             "limarl.pretrain_episodes=20",
         ]
     )
-    cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     algo = algos.build("limarl", ENV.spec, cfg)
     return algo, jax.jit(algo.update)
 
@@ -218,7 +218,7 @@ def test_oracle_mode_feeds_the_srm_mean_of_the_state(make_cfg, batch):
     ts = algo.init(jax.random.PRNGKey(0))
     d = cfg["limarl"]["latent_dim"]
     encoder = GaussianEncoder(d, (cfg["limarl"]["srm_hidden"],) * 2)
-    agent = LatentAgent(cfg["hidden_dim"], ENV.spec.n_actions, d)
+    agent = LatentAgent(cfg["algo"]["hidden_dim"], ENV.spec.n_actions, d)
     mu, _ = encoder.apply(ts.rep["encoder"], batch.state)  # [B, T+1, d]
     inputs = episode_inputs(batch.obs, batch.actions, ENV.spec.n_actions)
     latent = jnp.broadcast_to(mu[:, :, None], (*inputs.shape[:3], d))

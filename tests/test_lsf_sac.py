@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from jlmarl import algos
 from jlmarl.algos.lsf_sac import entropy, masked_policy, soft_value, temperature_loss
@@ -43,7 +42,7 @@ def built(name: str, *overrides: str):
         [f"algo={name}", "env=matrix_three_state", "run_dir=/tmp/unused", *TINY_NETS, *overrides]
     )
     env = matrix.matrix_three_state()
-    return env, algos.build(name, env.spec, OmegaConf.to_container(cfg.algo, resolve=True))
+    return env, algos.build(name, env.spec, cfg)
 
 
 def episodes(env, algo, ts, n=4, seed=0):
@@ -206,7 +205,7 @@ def test_update_variants(name, overrides, alpha_moves):
     [
         ("lsf_sac.target=mean", "lsf_sac.target"),
         ("lsf_sac.fixed_alpha=-1", "lsf_sac.fixed_alpha"),
-        ("algo.message_dim=0", "algo.message_dim"),
+        ("lsf_sac.message_dim=0", "lsf_sac.message_dim"),
         ("algo.target_entropy_ratio=2", "algo.target_entropy_ratio"),
     ],
 )

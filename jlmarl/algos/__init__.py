@@ -1,12 +1,15 @@
 """Methods by name. Each entry is (module, extra build kwargs); every module
-exports build(spec, cfg, **kwargs) -> Algo (the contract: jlmarl.core.algo), and may
-export check_config(cfg) raising ValueError with one sentence naming the bad key and
-the fix (called before anything is compiled). build raises AlgoConfigError for
-settings that do not fit the env."""
+exports build(spec, cfg, **kwargs) -> Algo (the contract: jlmarl.core.algo) and may
+export check_config(run_cfg) for checks that relate its keys to others (each key's
+own type and range is declared in its YAML: jlmarl.config_schema). Both raise with
+one sentence naming the key and the fix; build raises AlgoConfigError for settings
+that do not fit the env."""
 
 from __future__ import annotations
 
 from types import ModuleType
+
+from omegaconf import DictConfig, OmegaConf
 
 from jlmarl.algos import hysteretic, i2q, limarl, lsf_sac, value_decomposition
 from jlmarl.core.algo import Algo
@@ -23,6 +26,8 @@ _REGISTRY: dict[str, tuple[ModuleType, dict]] = {
     "rec_hyst_iql": (hysteretic, {}),
 }
 ALGOS = tuple(_REGISTRY)
+# The top-level config group holding a method's own keys (the rest are under `algo`).
+METHOD_GROUPS = {"limarl": "limarl", "lsf_sac": "lsf_sac", "masac": "lsf_sac", "belief_i2q": "belief_i2q"}
 
 
 class UnknownAlgoError(ValueError):
@@ -35,9 +40,15 @@ def check_name(name: str) -> None:
 
 
 def build(name: str, spec, cfg) -> Algo:
+    """cfg: the composed run config (DictConfig or plain dict). The module's build gets
+    the `algo` section and, for methods with one, their own group as `method`."""
     check_name(name)
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     module, kwargs = _REGISTRY[name]
-    return module.build(spec, cfg, name=name, **kwargs)
+    if name in METHOD_GROUPS:
+        kwargs = {**kwargs, "method": cfg[METHOD_GROUPS[name]]}
+    return module.build(spec, cfg["algo"], name=name, **kwargs)
 
 
 def check_config(cfg) -> None:

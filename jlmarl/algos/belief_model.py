@@ -207,9 +207,9 @@ def load_belief(path: str | Path, spec: EnvSpec) -> tuple[BeliefModel, Any, dict
     path = Path(path).resolve()
     if not (path / META_FILE).is_file() or not (path / PARAMS_DIR).is_dir():
         raise AlgoConfigError(
-            f"algo.belief.checkpoint={path} holds no belief model; pre-train one with "
-            f"`python -m jlmarl.pretrain_belief env={spec.name} algo.belief.checkpoint={path}` "
-            "or point algo.belief.checkpoint at an existing one"
+            f"belief_i2q.checkpoint={path} holds no belief model; pre-train one with "
+            f"`python -m jlmarl.pretrain_belief env={spec.name} belief_i2q.checkpoint={path}` "
+            "or point belief_i2q.checkpoint at an existing one"
         )
     meta = json.loads((path / META_FILE).read_text())
     expected = {
@@ -221,7 +221,7 @@ def load_belief(path: str | Path, spec: EnvSpec) -> tuple[BeliefModel, Any, dict
     found = {k: meta.get(k) for k in expected}
     if found != expected:
         raise AlgoConfigError(
-            f"algo.belief.checkpoint={path} was trained for env {meta.get('env')} with {found}, "
+            f"belief_i2q.checkpoint={path} was trained for env {meta.get('env')} with {found}, "
             f"but env={spec.name} has {expected}; pre-train a belief model for this env"
         )
     m = meta["model"]

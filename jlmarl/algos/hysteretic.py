@@ -49,14 +49,6 @@ class HystState:
     updates: jax.Array  # int32 []
 
 
-def check_config(cfg) -> None:
-    a = cfg.algo
-    if not 0 < a.hysteresis <= 1:
-        raise ValueError(f"algo.hysteresis (beta/alpha) must be in (0, 1], got {a.hysteresis}")
-    if not 0 < a.tau <= 1:
-        raise ValueError(f"algo.tau must be in (0, 1], got {a.tau}")
-
-
 def hysteretic_weights(td: jax.Array, ratio: float) -> jax.Array:
     """1 where the TD error (target - Q) is >= 0, beta/alpha where it is negative."""
     return jnp.where(td < 0, ratio, 1.0)

@@ -85,45 +85,11 @@ class I2QState:
     updates: jax.Array  # int32 [], gradient steps taken
 
 
-def _positive(value, key: str, kind=int) -> None:
-    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
-    if not ok:
-        raise ValueError(f"algo.{key} must be a positive {kind.__name__}, got {value!r}")
-
-
 def check_config(cfg) -> None:
-    """Ranges of the I2Q keys (build checks that belief_i2q's env declares hidden state)."""
-    a = cfg.algo
-    if not 0 < a.tau <= 1:
-        raise ValueError(f"algo.tau must be in (0, 1], got {a.tau}")
-    if a.lambda_f < 0:
-        raise ValueError(f"algo.lambda_f must be >= 0, got {a.lambda_f}")
-    if not isinstance(a.qss_context, bool):
-        raise ValueError(f"algo.qss_context must be true or false, got {a.qss_context!r}")
-    if a.name != "belief_i2q":
-        return
-    b = a.belief
-    for key in (
-        "episodes",
-        "eval_episodes",
-        "train_steps",
-        "batch_size",
-        "hidden_dim",
-        "z_dim",
-        "mlp_dim",
-        "samples",
-    ):
-        _positive(b[key], f"belief.{key}")
-    if not b.lr > 0:
-        raise ValueError(f"algo.belief.lr must be > 0, got {b.lr}")
-    if not isinstance(b.random_start, bool):
-        raise ValueError(f"algo.belief.random_start must be true or false, got {b.random_start!r}")
-    for key in ("kl_weight", "temperature"):
-        if not b[key] >= 0:
-            raise ValueError(f"algo.belief.{key} must be >= 0, got {b[key]}")
-    if b.checkpoint is None or str(b.checkpoint) == "":
+    """belief_i2q names a belief model (every key's own range is declared in its YAML)."""
+    if cfg.algo.name == "belief_i2q" and not str(cfg.belief_i2q.checkpoint or ""):
         raise ValueError(
-            "algo.belief.checkpoint must name the folder of a belief model (default beliefs/<env>)"
+            "belief_i2q.checkpoint must name the folder of a belief model (default beliefs/<env>)"
         )
 
 
@@ -232,12 +198,12 @@ def build(
     cfg: dict,
     context: str,
     name: str | None = None,
+    method: dict | None = None,
     belief: tuple[BeliefModel, Any] | None = None,
 ) -> Algo:
-    """cfg: the `algo` config section (configs/algo/belief_i2q.yaml documents every key).
-
-    belief_i2q loads its frozen belief model from cfg["belief"]["checkpoint"] unless
-    `belief=(model, params)` is given (tests, benchmarks)."""
+    """cfg: the `algo` section (_i2q.yaml); method: belief_i2q's `belief_i2q` group
+    (belief_i2q.yaml). belief_i2q loads its frozen belief model from
+    method["checkpoint"] unless `belief=(model, params)` is given (tests, benchmarks)."""
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
     n, n_actions, obs_dim = spec.n_agents, spec.n_actions, spec.obs_dim
@@ -255,10 +221,10 @@ def build(
                 "(e.g. env=oracle) or algo=rec_i2q"
             )
         if belief is None:
-            bmodel, bparams, _ = load_belief(Path(cfg["belief"]["checkpoint"]), spec)
+            bmodel, bparams, _ = load_belief(Path(method["checkpoint"]), spec)
         else:
             bmodel, bparams = belief
-        samples, temperature = int(cfg["belief"]["samples"]), float(cfg["belief"]["temperature"])
+        samples, temperature = int(method["samples"]), float(method["temperature"])
         ctx_dim, actor_dim = bmodel.label_dim, bmodel.hidden_dim
         encoder = None
     else:

@@ -255,12 +255,6 @@ def retrain_due(online_loss: jax.Array, val_loss: jax.Array, delta: float) -> ja
     return online_loss > val_loss * (1.0 + delta)
 
 
-def _flag(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
 def loss_weights(lc: dict) -> tuple[float, float, float]:
     """(l_align, l_rec, KL beta) after the align/rec/kl switches."""
     return (
@@ -270,9 +264,9 @@ def loss_weights(lc: dict) -> tuple[float, float, float]:
     )
 
 
-def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
-    """cfg: the `algo` section (configs/algo/limarl.yaml); method keys under cfg["limarl"]."""
-    lc = cfg["limarl"]
+def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
+    """cfg: the `algo` section; method: the `limarl` group (configs/algo/limarl.yaml)."""
+    lc = method
     n, n_actions = spec.n_agents, spec.n_actions
     d = int(lc["latent_dim"])
     model = LatentModel(spec, d, int(lc["srm_hidden"]), int(lc["rolim_hidden"]))
@@ -283,7 +277,7 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
     optimizer = make_optimizer(float(cfg["lr"]), float(cfg["grad_norm_clip"]), float(cfg["adam_eps"]))
     srm_optimizer = optax.adam(float(lc["rep_lr"]))
     rolim_optimizer = optax.adam(float(lc["rep_lr"]))
-    oracle = _flag(lc["oracle"])
+    oracle = bool(lc["oracle"])
     l_align, l_rec, kl_beta = loss_weights(lc)
     kl_warmup = int(lc["kl_warmup"])
     rounds = int(lc["rep_updates"])
@@ -462,25 +456,8 @@ def build(spec: EnvSpec, cfg: dict, name: str = "limarl") -> Algo:
 
 
 def check_config(cfg) -> None:
-    """Method-specific keys (cfg.limarl, mirrored in cfg.algo.limarl)."""
-    lc = cfg.algo.limarl
-    for key in ("latent_dim", "srm_hidden", "rolim_hidden", "rep_updates", "val_episodes"):
-        _check_int(lc[key], f"limarl.{key}", minimum=1)
-    for key in ("monitor_episodes", "online_window"):
-        _check_int(lc[key], f"limarl.{key}", minimum=1)
-    for key in ("pretrain_episodes", "kl_warmup"):
-        _check_int(lc[key], f"limarl.{key}", minimum=0)
-    for key in ("align", "rec", "kl", "oracle"):
-        if not isinstance(lc[key], bool):
-            raise ValueError(f"limarl.{key} must be true or false, got {lc[key]!r}")
-    for key in ("lambda_align", "lambda_rec", "kl_beta", "delta"):
-        value = lc[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ValueError(
-                f"limarl.{key} must be a number >= 0 (delta: inf = pre-train only), got {value!r}"
-            )
-    if not lc.rep_lr > 0:
-        raise ValueError(f"limarl.rep_lr must be > 0, got {lc.rep_lr}")
+    """Keys that relate to the engine's (their own ranges are declared in limarl.yaml)."""
+    lc = cfg.limarl
     if lc.val_episodes >= cfg.batch_size:
         raise ValueError(
             f"limarl.val_episodes={lc.val_episodes} must be below batch_size={cfg.batch_size} "
@@ -490,8 +467,3 @@ def check_config(cfg) -> None:
         raise ValueError(
             f"limarl.monitor_episodes={lc.monitor_episodes} exceeds batch_size={cfg.batch_size}; lower it"
         )
-
-
-def _check_int(value, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")

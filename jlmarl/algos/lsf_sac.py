@@ -82,6 +82,24 @@ def entropy(probs: jax.Array, logp: jax.Array) -> jax.Array:
     return -jnp.sum(probs * logp, axis=-1)
 
 
+def next_value(q_next, probs, logp, alpha, avail, kind: str) -> jax.Array:
+    """Each agent's next-state value in the critic's TD target (eq. 16), [..., n]:
+    soft = sum_a pi (q' - alpha log pi), expected = sum_a pi q', max = max over available a of q'.
+    The caller holds pi and alpha fixed (they are the current policy's)."""
+    if kind == "max":
+        return jnp.max(jnp.where(avail, q_next, MASKED_LOGIT), axis=-1)
+    return soft_value(probs, logp, q_next, alpha if kind == "soft" else 0.0)
+
+
+def actor_loss(probs, logp, q, alpha, mixer_params, mix, mask) -> jax.Array:
+    """Eq. 14: -mean over real steps of mix(s, [V_pi,i]) with V_pi,i = sum_a pi_i (q_i - alpha
+    log pi_i). The critics, the mixer and alpha are held fixed, so the gradient reaches the
+    policy (probs, logp: the actors) only. mix(mixer_params, v [..., n]) -> [...]."""
+    sg = jax.lax.stop_gradient
+    v_pi = soft_value(probs, logp, sg(q), sg(alpha))
+    return -jnp.sum(mix(sg(mixer_params), v_pi) * mask) / jnp.maximum(mask.sum(), 1.0)
+
+
 def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: jax.Array, weight):
     """Eq. 15 with E_pi[-log pi] = H: J(alpha) = alpha (H - H_0), averaged with `weight`.
     Its gradient in log alpha is alpha (H - H_0): negative (alpha grows) while H < H_0."""
@@ -89,43 +107,21 @@ def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: j
     return jnp.sum(jnp.exp(log_alpha) * gap * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def check_config(cfg) -> None:
-    a = cfg.algo
-    if a.get("target", "soft") not in TARGETS:
-        raise ValueError(f"lsf_sac.target must be one of {', '.join(TARGETS)}, got {a.target!r}")
-    fixed = a.get("fixed_alpha")
-    if fixed is not None and not (
-        isinstance(fixed, int | float) and not isinstance(fixed, bool) and fixed > 0
-    ):
-        raise ValueError(f"lsf_sac.fixed_alpha must be null (learned) or a number > 0, got {fixed!r}")
-    if not isinstance(a.get("double_q"), bool):
-        raise ValueError(f"lsf_sac.double_q must be true or false, got {a.get('double_q')!r}")
-    for key in ("actor_lr", "alpha_lr", "init_alpha"):
-        if not a[key] > 0:
-            raise ValueError(f"algo.{key} must be > 0, got {a[key]}")
-    if not 0 <= a.target_entropy_ratio <= 1:
-        raise ValueError(f"algo.target_entropy_ratio must be in [0, 1], got {a.target_entropy_ratio}")
-    if "message_dim" in a:
-        d = a.message_dim
-        if not (isinstance(d, int) and not isinstance(d, bool) and d > 0):
-            raise ValueError(f"algo.message_dim must be a positive integer (algo=masac has none), got {d!r}")
-        for key in ("message_beta", "message_coef"):
-            if not a[key] >= 0:
-                raise ValueError(f"algo.{key} must be >= 0, got {a[key]}")
-
-
-def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> Algo:
-    """cfg: the `algo` config section (configs/algo/lsf_sac.yaml documents every key)."""
+def build(spec: EnvSpec, cfg: dict, messages: bool, method: dict, name: str | None = None) -> Algo:
+    """cfg: the `algo` section (_soft_actor_critic.yaml); method: the `lsf_sac` group (the
+    variants of _sac_variants.yaml, and lsf_sac.yaml's message keys)."""
+    if method["target"] not in TARGETS:
+        raise ValueError(f"lsf_sac.target must be one of {', '.join(TARGETS)}, got {method['target']!r}")
     n, n_actions = spec.n_agents, spec.n_actions
     hidden = int(cfg["hidden_dim"])
-    msg_dim = int(cfg["message_dim"]) if messages else 0
-    n_sets = 2 if cfg["double_q"] else 1
+    msg_dim = int(method["message_dim"]) if messages else 0
+    n_sets = 2 if method["double_q"] else 1
     gamma, lam = float(cfg["gamma"]), float(cfg["td_lambda"])
-    target_kind = cfg.get("target", "soft")
-    fixed_alpha = cfg.get("fixed_alpha")
+    target_kind = method["target"]
+    fixed_alpha = method["fixed_alpha"]
     rho = float(cfg["target_entropy_ratio"])
-    beta = float(cfg.get("message_beta", 0.0))
-    message_coef = float(cfg.get("message_coef", 0.0))
+    beta = float(method["message_beta"]) if messages else 0.0
+    message_coef = float(method["message_coef"]) if messages else 0.0
 
     actor = RNNAgent(hidden_dim=hidden, n_actions=n_actions)
     trunk = RecurrentTrunk(hidden_dim=hidden)
@@ -225,10 +221,7 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
 
             # Critic: soft TD target from the target critics, target mixers and current policy.
             q_target, _, _ = critics_forward(ts.target_params["critic"], inputs, target_noise)
-            if target_kind == "max":
-                v_next = jnp.max(jnp.where(batch.avail, q_target, MASKED_LOGIT), axis=-1)
-            else:
-                v_next = soft_value(sg_probs, sg_logp, q_target, sg_alpha if target_kind == "soft" else 0.0)
+            v_next = next_value(q_target, sg_probs, sg_logp, sg_alpha, batch.avail, target_kind)
             mixed_next = mix_sets(ts.target_params["mixer"], v_next, batch.state).min(axis=0)  # [B, T+1]
             y = jax.lax.stop_gradient(
                 td_lambda_targets(batch.reward, batch.terminated, batch.mask, mixed_next, gamma, lam)
@@ -239,9 +232,10 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
             critic_loss = jnp.sum(((q_tot - y) ** 2) * mask) / count / n_sets
 
             # Actor (eq. 14): gradients reach the actors only.
-            v_pi = soft_value(probs[:, :-1], logp[:, :-1], jax.lax.stop_gradient(q[:, :, :-1]), sg_alpha)
-            mixed_pi = mix_sets(jax.lax.stop_gradient(params["mixer"]), v_pi, batch.state[:, :-1]).min(axis=0)
-            actor_loss = -jnp.sum(mixed_pi * mask) / count
+            mix_now = lambda mp, v: mix_sets(mp, v, batch.state[:, :-1]).min(axis=0)  # noqa: E731
+            policy_loss = actor_loss(
+                probs[:, :-1], logp[:, :-1], q[:, :, :-1], alpha, params["mixer"], mix_now, mask
+            )
 
             # Messages (eq. 12): predict agent j's policy from its features and incoming messages.
             if msg_dim:
@@ -257,10 +251,10 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, name: str | None = None) -> 
                 alpha_loss = temperature_loss(params["log_alpha"], ent, target_entropy, agent_mask)
             else:
                 alpha_loss = jnp.float32(0.0)
-            total = critic_loss + actor_loss + message_coef * message_loss + alpha_loss
+            total = critic_loss + policy_loss + message_coef * message_loss + alpha_loss
             aux = {
                 "critic_loss": critic_loss,
-                "actor_loss": actor_loss,
+                "actor_loss": policy_loss,
                 "message_loss": message_loss,
                 "temperature_loss": alpha_loss,
                 "alpha": alpha,

@@ -1,0 +1,65 @@
+"""Each key's type and range is declared once, next to its default, and checked from there."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from jlmarl import algos
+from jlmarl.config import ConfigError, load_config
+from jlmarl.config_schema import Declaration, SchemaError, check, leaves, schema
+
+
+@pytest.mark.parametrize(
+    "text, good, bad, words",
+    [
+        ("int >= 1", [1, 7], [0, 1.5, True, "1", None], "an integer >= 1"),
+        ("0 <= float <= 1", [0, 0.5, 1], [-0.1, 1.01, float("nan"), False], "a number in [0, 1]"),
+        ("0 < float <= 1", [0.2, 1], [0, 2], "a number in (0, 1]"),
+        ("float > 0 | null", [None, 3, 0.1], [0, -1, "x"], "a number > 0 or null"),
+        ("one of soft, expected, max", ["soft", "max"], ["mean", None, 1], "one of soft, expected, max"),
+        ("bool", [True, False], [0, 1, "true"], "true or false"),
+        ("float >= 0", [0, float("inf")], [-1e-9], "a number >= 0"),
+    ],
+)
+def test_declarations_accept_and_refuse_by_hand(text, good, bad, words):
+    d = Declaration(text, "test")
+    assert all(d.accepts(v) for v in good) and not any(d.accepts(v) for v in bad)
+    assert d.describe() == words
+
+
+def test_every_engine_algo_and_method_key_is_declared():
+    """Every key a run reads outside env.* has a declaration (env keys: the reliability issue)."""
+    declared = schema()
+    for name in algos.ALGOS:
+        cfg = OmegaConf.to_container(load_config([f"algo={name}", "env=matrix_three_state"]), resolve=True)
+        missing = [
+            k for k in leaves(cfg) if not k.startswith("env.") and k not in declared and k != "algo.name"
+        ]
+        assert not missing, f"algo={name}: undeclared keys {missing}"
+
+
+def test_check_names_the_key_what_it_must_be_and_what_it_got():
+    with pytest.raises(SchemaError, match=r"^limarl.kl_warmup must be an integer >= 0, got -5$"):
+        check({"limarl": {"kl_warmup": -5}})
+    with pytest.raises(ConfigError, match=r"algo.adam_eps must be a number > 0, got -1e-08"):
+        load_config(["algo.adam_eps=-1e-8"])
+    with pytest.raises(ConfigError, match=r"algo.epsilon_anneal_steps must be an integer >= 0, got -3"):
+        load_config(["algo.epsilon_anneal_steps=-3"])
+
+
+def test_unknown_keys_are_named_with_the_closest_known_one():
+    with pytest.raises(ConfigError, match=r"^unknown key batch_sise \(did you mean batch_size\?\)"):
+        load_config(["batch_sise=3"])
+    with pytest.raises(
+        ConfigError, match=r"unknown key limarl.latentdim \(did you mean limarl.latent_dim\?\)"
+    ):
+        load_config(["algo=limarl", "limarl.latentdim=3"])
+
+
+def test_old_spellings_of_method_keys_still_work_with_a_warning(capsys):
+    cfg = load_config(["algo=lsf_sac", "env=matrix_three_state", "algo.message_dim=5"])
+    assert cfg.lsf_sac.message_dim == 5
+    cfg = load_config(["algo=belief_i2q", "env=oracle", "algo.belief.samples=4"])
+    assert cfg.belief_i2q.samples == 4
+    err = capsys.readouterr().err
+    assert "algo.message_dim is deprecated, use lsf_sac.message_dim" in err
+    assert "algo.belief.samples is deprecated, use belief_i2q.samples" in err
