@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jlmarl import algos, envs
 from jlmarl.config import ConfigError, frozen_differences, load_config
+from jlmarl.core.algo import AlgoConfigError
 from jlmarl.core.buffer import buffer_init, check_buffer_fits
 from jlmarl.core.checkpoint import Checkpointer, CheckpointError, CheckpointSaveError, abstract_like
 from jlmarl.core.engine import Engine, EngineConfig
@@ -78,7 +79,10 @@ class Interrupted(RuntimeError):
 def build(cfg: DictConfig, sharding=None) -> Engine:
     env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "name"}
     env = envs.make(cfg.env.name, **env_kwargs)
-    algo = algos.build(cfg.algo.name, env.spec, OmegaConf.to_container(cfg.algo, resolve=True))
+    try:
+        algo = algos.build(cfg.algo.name, env.spec, cfg)
+    except AlgoConfigError as e:
+        raise ConfigError(str(e)) from None
     return Engine(env, algo, EngineConfig.from_cfg(cfg), sharding)
 
 
@@ -326,7 +330,8 @@ def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
     init_distributed(cfg)
     sharding = seed_sharding(cfg.num_seeds, cfg.devices)
     engine = build(cfg, sharding)
-    check_buffer_fits(engine.env.spec, cfg.buffer_size, cfg.num_seeds, jax.devices()[0])
+    if engine.algo.replay:  # on-policy learners allocate no buffer
+        check_buffer_fits(engine.env.spec, cfg.buffer_size, cfg.num_seeds, jax.devices()[0])
     _fault("before_run_dir")
     if signals.received:
         raise Interrupted(f"{signals.received}: stopped before the run folder was written", signals.code)
@@ -359,7 +364,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             print(f"jlmarl: no checkpoint in {ckpt.directory}: starting the run from the beginning")
         else:
             restored, driver, saved_chunk = found
-            if not cfg.checkpoint_buffer:  # continue with an empty buffer, refilled before training
+            if not cfg.checkpoint_buffer and engine.algo.replay:  # an empty buffer, refilled first
                 empty = jax.vmap(lambda _: buffer_init(spec, cfg.buffer_size))(np.arange(n_seeds))
                 restored = restored.replace(buffer=place(empty, sharding))
             carry = restored
@@ -466,13 +471,13 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             due = (env_steps >= state.next_test) & (env_steps < total)
             train_m, test_m, steps, episodes = call_chunk(True, due)
             try:
-                _check_finite(train_m, engine.algo.metric_names, seeds, steps)
+                _check_finite(train_m, engine.metric_names, seeds, steps)
             except NonFiniteError as e:
                 good = ckpt.steps()
                 where = f"{ckpt.directory / str(good[-1])}" if good else "none yet"
                 raise NonFiniteError(f"{e}; last good checkpoint: {where}") from None
             for k in np.flatnonzero(env_steps < total):
-                state.accumulate(k, train_m, engine.algo.metric_names)
+                state.accumulate(k, train_m, engine.metric_names)
             state.next_test = np.where(
                 due, (env_steps // cfg.test_interval + 1) * cfg.test_interval, state.next_test
             ).tolist()
