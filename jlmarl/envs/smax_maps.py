@@ -68,7 +68,7 @@ MAPS: dict[str, MapSpec] = {
         max_steps=200,
         terrain="corridor",
         starts="boxes",
-        ally_box=(4.0, 9.0, 13.0, 19.0),
+        ally_box=(6.0, 11.0, 12.0, 20.0),
         enemy_box=(22.0, 29.0, 6.0, 26.0),
         enemy_goal=(6.5, 16.0),
     ),

@@ -24,9 +24,10 @@ Rules for the new units (statistics and their sources: `smax_units.py`):
 - colossus: ground-only line splash (smax_units), walks cliffs (not walls).
 - baneling: melee; when its attack lands it damages every enemy ground unit within
   2.2 of it by 16 and its own health drops to 0.
-- Units do not walk into one another (a move that would newly overlap a unit of the
-  same layer is undone); SMAX only pushes overlapping units apart afterwards, which
-  lets a crowd compress and shove without limit.
+- Units do not walk into one another: a move that would newly overlap a unit of the
+  same layer slides along it (loses its component towards it), or is undone if that
+  still overlaps. SMAX only pushes overlapping units apart afterwards, which lets a
+  crowd compress and shove without limit.
 - Flying targets can be attacked only by units with `hits_air` (marine, stalker,
   hydralisk); melee units cannot attack across a cliff.
 - A team whose living units are all medivacs has lost (SMAC's `only_medivac_left`).
@@ -220,12 +221,28 @@ class SmaxWorld(SMAX):
         # closer to a living unit of the same layer than their radii, and closer than it
         # was, is undone. Without it (SMAX's rule) a crowd compresses without limit and
         # pushes whatever it walks into: 24 zerglings shove two zealots out of a choke.
+        # A bumping unit slides instead: the step loses its component towards the nearest unit
+        # it bumps, and is undone only if that still bumps (or breaks the terrain rule).
         radius = self.unit_stat(state, "radius")
         others = state.unit_alive[None, :] & (flying[:, None] == flying[None, :]) & ~jnp.eye(n, dtype=bool)
+        touching = radius[:, None] + radius[None, :]
         before = jnp.linalg.norm(pos[:, None] - pos[None, :], axis=-1)  # [i, j]
-        after = jnp.linalg.norm(new_pos[:, None] - pos[None, :], axis=-1)
-        bumps = others & (after < radius[:, None] + radius[None, :]) & (after < before)
-        new_pos = jnp.where(jnp.any(bumps, axis=1)[:, None] | ~state.unit_alive[:, None], pos, new_pos)
+
+        def bumps(candidate):  # [i, j]: i's candidate position newly overlaps j
+            after = jnp.linalg.norm(candidate[:, None] - pos[None, :], axis=-1)
+            return others & (after < touching) & (after < before), after
+
+        bumped, after = bumps(new_pos)
+        nearest = jnp.argmin(jnp.where(bumped, after, jnp.inf), axis=1)
+        away = pos - pos[nearest]
+        away = away / jnp.maximum(jnp.linalg.norm(away, axis=-1, keepdims=True), 1e-6)
+        step = new_pos - pos
+        slide = pos + step - jnp.minimum(jnp.sum(step * away, -1, keepdims=True), 0.0) * away
+        slide = smax_terrain.move(self.grid, pos, slide, flying, cliffs)
+        hit = jnp.any(bumped, axis=1)
+        new_pos = jnp.where(hit[:, None], slide, new_pos)
+        still = hit & jnp.any(bumps(new_pos)[0], axis=1)
+        new_pos = jnp.where(still[:, None] | ~state.unit_alive[:, None], pos, new_pos)
 
         # Attacks and heals from the positions before the move (as SMAX does).
         heals = self.unit_stat(state, "heal_rate") > 0
