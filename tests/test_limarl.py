@@ -17,10 +17,9 @@ from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.core.seed_cond import cond_any
 from jlmarl.envs.matrix import THREE_STATE_PAYOFF, MatrixGame
 from jlmarl.nets.agents import episode_inputs
-from jlmarl.nets.gaussian import kl_std_normal
+from jlmarl.nets.gaussian import GaussianHead, kl_std_normal
 from jlmarl.nets.latent import LatentAgent
 from jlmarl.nets.recurrent import unroll
-from jlmarl.nets.vae import GaussianEncoder
 from tests.helpers import update_ctx
 
 TINY = [
@@ -217,7 +216,7 @@ def test_oracle_mode_feeds_the_srm_mean_of_the_state(make_cfg, batch):
     assert algo.act_uses_state
     ts = algo.init(jax.random.PRNGKey(0))
     d = cfg["limarl"]["latent_dim"]
-    encoder = GaussianEncoder(d, (cfg["limarl"]["srm_hidden"],) * 2)
+    encoder = GaussianHead(d, (cfg["limarl"]["srm_hidden"],) * 2)
     agent = LatentAgent(cfg["algo"]["hidden_dim"], ENV.spec.n_actions, d)
     mu, _ = encoder.apply(ts.rep["encoder"], batch.state)  # [B, T+1, d]
     inputs = episode_inputs(batch.obs, batch.actions, ENV.spec.n_actions)

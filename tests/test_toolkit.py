@@ -197,3 +197,39 @@ def test_recurrent_actor_starts_empty():
     assert isinstance(actor, RecurrentActor) and actor.hidden.shape == (3, 2, 5)
     np.testing.assert_array_equal(actor.last_action, -1)
     assert isinstance(Timestep, type)
+
+
+def test_imagination_scan_rollout_feature_and_mixer_inputs():
+    from jlmarl.nets.world_model import imagine, mixer_inputs, rollout_feature
+
+    def step(x):  # a "model" that doubles its latent
+        return 2.0 * x, 2.0 * x
+
+    start = jnp.ones((4, 3, 2))  # [B, T+1, D]
+    for horizon in (1, 10):
+        imagined = imagine(step, start, horizon)
+        assert imagined.shape == (horizon, 4, 3, 2)
+        np.testing.assert_allclose(imagined[-1], 2.0**horizon)
+    feature = rollout_feature(start, imagine(step, start, 3))
+    assert feature.shape == (4, 3, 8)
+    np.testing.assert_allclose(feature[0, 0], [1, 1, 2, 2, 4, 4, 8, 8])
+    state = jnp.zeros((4, 3, 5))
+    assert mixer_inputs(state, feature).shape == (4, 3, 13)
+    assert mixer_inputs(state, feature, global_state=False).shape == (4, 3, 8)
+    grad = jax.grad(lambda f: mixer_inputs(state, f).sum())(feature)
+    assert float(jnp.abs(grad).sum()) == 0.0  # the mixer cannot train the model
+
+
+def test_prediction_errors_by_hand():
+    from jlmarl.nets.world_model import prediction_errors
+
+    real = jnp.array([[[0.0], [1.0], [2.0], [9.0]]])  # [B=1, T=4, D=1]; step 3 is padding
+    valid = jnp.array([[True, True, True, False]])
+    predicted = jnp.array([[[[1.0], [2.5], [2.0], [0.0]]], [[[2.0], [0.0], [0.0], [0.0]]]])  # [K=2, ...]
+    out = prediction_errors(predicted, real, valid)
+    # k = 1: pairs (0,1), (1,2): model errors (1-1)^2, (2.5-2)^2; still (0-1)^2, (1-2)^2
+    np.testing.assert_allclose(out["model_1"], 0.125, rtol=1e-6)
+    np.testing.assert_allclose(out["still_1"], 1.0, rtol=1e-6)
+    # k = 2: pair (0,2) only: model (2-2)^2 = 0, still (0-2)^2 = 4
+    np.testing.assert_allclose(out["model_2"], 0.0, atol=1e-7)
+    np.testing.assert_allclose(out["still_2"], 4.0, rtol=1e-6)

@@ -1,6 +1,6 @@
 """LIMARL: latent inference for MARL (seed 000, sections 4-5, appendices B, D-G).
 
-Modules (jlmarl.nets.vae, jlmarl.nets.latent):
+Modules (jlmarl.nets.gaussian, jlmarl.nets.mlp, jlmarl.nets.latent):
   SRM    a VAE over the global state: f_theta(s) -> (mu, log sigma^2), g_psi(z) -> s_hat,
          loss ||g(z) - s||^2 + l_KL KL(N(mu, sigma^2) || N(0, I))                    (eq. 1)
   ROLIM  I_phi, one GRU shared by the agents over [o_i, onehot(a_i,t-1), onehot(i)] ->
@@ -61,12 +61,12 @@ from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.seed_cond import cond_any
 from jlmarl.envs.base import EnvSpec
 from jlmarl.nets.agents import agent_inputs, episode_inputs, input_dim
-from jlmarl.nets.gaussian import kl_std_normal
+from jlmarl.nets.gaussian import GaussianHead, kl_std_normal
 from jlmarl.nets.gaussian import sample as reparameterize
 from jlmarl.nets.latent import ROLIM, LatentAgent
 from jlmarl.nets.mixers import QMixer
+from jlmarl.nets.mlp import MLP
 from jlmarl.nets.recurrent import unroll
-from jlmarl.nets.vae import GaussianEncoder, MLPDecoder, squared_error
 
 
 @struct.dataclass
@@ -101,8 +101,8 @@ class LatentModel:
 
     def __init__(self, spec: EnvSpec, latent_dim: int, srm_hidden: int, rolim_hidden: int):
         self.spec, self.latent_dim = spec, latent_dim
-        self.encoder = GaussianEncoder(latent_dim, (srm_hidden, srm_hidden))
-        self.decoder = MLPDecoder(spec.state_dim, (srm_hidden, srm_hidden))
+        self.encoder = GaussianHead(latent_dim, (srm_hidden, srm_hidden))
+        self.decoder = MLP((srm_hidden, srm_hidden, spec.state_dim))
         self.rolim = ROLIM(rolim_hidden, latent_dim)
 
     def init(self, key: jax.Array) -> dict:
@@ -157,6 +157,11 @@ class LatentModel:
         t = batch.reward.shape[1]
         mu_hat, logvar_hat = self.infer(rep, episode_inputs(batch.obs, batch.actions, self.spec.n_actions))
         return self.rolim_terms(rep, mu_hat[:, :t], logvar_hat[:, :t], batch.state[:, :t], batch.mask, key)
+
+
+def squared_error(x: jax.Array, y: jax.Array) -> jax.Array:
+    """||x - y||^2 over the last axis (the paper's squared norms)."""
+    return jnp.sum((x - y) ** 2, axis=-1)
 
 
 def _masked_means(terms: jax.Array, mask: jax.Array) -> jax.Array:

@@ -1,4 +1,5 @@
-"""Diagonal Gaussians, parameterised by mean and log-variance: sampling and KLs.
+"""Diagonal Gaussians, parameterised by mean and log-variance: the Gaussian head,
+sampling and KLs.
 
 Every KL here is summed over the last (latent) axis, the papers' D_KL; callers
 average over samples themselves. KL balancing (used by MMSA and VDFD) splits one KL's
@@ -7,8 +8,25 @@ gradient between the posterior and the prior.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+class GaussianHead(nn.Module):
+    """x [..., D] -> (mu, log sigma^2), each [..., latent_dim]: a ReLU MLP with two linear
+    outputs. The one Gaussian head of the library (encoders, priors, posteriors)."""
+
+    latent_dim: int
+    hidden: Sequence[int] = (128, 128)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        for i, width in enumerate(self.hidden):
+            x = nn.relu(nn.Dense(width, name=f"fc{i}")(x))
+        return nn.Dense(self.latent_dim, name="mu")(x), nn.Dense(self.latent_dim, name="logvar")(x)
 
 
 def sample(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
