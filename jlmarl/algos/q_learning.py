@@ -134,8 +134,17 @@ def init_recurrent_actor(n_envs: int, n_agents: int, hidden_dim: int) -> Recurre
     )
 
 
-def make_optimizer(lr: float, grad_norm_clip: float, adam_eps: float = 1e-8) -> optax.GradientTransformation:
-    """Adam after global-norm gradient clipping (PyMARL2's optimiser)."""
+def make_optimizer(
+    lr: float, grad_norm_clip: float, adam_eps: float = 1e-8, kind: str = "adam", rms_decay: float = 0.99
+) -> optax.GradientTransformation:
+    """Global-norm gradient clipping, then Adam (PyMARL2's optimiser) or RMSProp
+    (PyMARL's original: decay rms_decay, epsilon adam_eps; MMSA and VDFD use it)."""
+    if kind == "rmsprop":
+        return optax.chain(
+            optax.clip_by_global_norm(grad_norm_clip), optax.rmsprop(lr, rms_decay, eps=adam_eps)
+        )
+    if kind != "adam":
+        raise ValueError(f"optimizer must be adam or rmsprop, got {kind!r}")
     return optax.chain(optax.clip_by_global_norm(grad_norm_clip), optax.adam(lr, eps=adam_eps))
 
 
