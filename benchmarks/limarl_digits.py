@@ -1,7 +1,13 @@
 """LIMARL's inference ablation on the digit classification game (seed 000, appendix E, Table 4).
 
     python benchmarks/limarl_digits.py [--episodes 1500] [--srm-steps 1500] [--rolim-steps 1500]
-                                       [--latent-dim 16] [--frozen-decoder] [--json PATH]
+                                       [--latent-dim 16] [--frozen-decoder] [--seeds 0 1 2 3 4]
+                                       [--out benchmarks/results/limarl_digits]
+
+Each seed (its own data draw, initial values and minibatches) is written to
+<out>/seed_<k>.json as soon as it finishes, and a rerun reuses the seeds already there
+(resumable); <out>/summary.json holds every metric's mean and 95% CI (Student t over
+the seeds) per configuration, and the ordering checks of Table 4.
 
 Episodes of `digits_game` (2 agents, 8 steps, each pixel shown with p = 0.2 through a
 fresh private mask) are collected with random labels from the train split (80%) and the
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -59,7 +66,7 @@ def collect(env, n: int, key) -> object:
     return batch
 
 
-def train_config(model, train, kl_w: float, align: float, args, key):
+def train_config(model, train, kl_w: float, align: float, args, key, seed: int):
     srm_opt, rolim_opt = optax.adam(args.lr), optax.adam(args.lr)
     rep = model.init(key)
     srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
@@ -70,7 +77,7 @@ def train_config(model, train, kl_w: float, align: float, args, key):
         lambda r, o, b, k: limarl.rolim_steps(model, rolim_opt, chunk, r, o, b, k, weights, train_decoder)
     )
     s_state = srm_opt.init(srm)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for fn, steps in ((srm_fn, args.srm_steps), (rolim_fn, args.rolim_steps)):
         if fn is rolim_fn:  # after the SRM: a trained decoder starts from the SRM's
             r_state = rolim_opt.init(limarl.rolim_trained_params(rep, train_decoder))
@@ -107,28 +114,43 @@ def evaluate(model, rep, test, classifier, images, labels) -> dict:
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--episodes", type=int, default=1500, help="train episodes (test: a quarter)")
-    parser.add_argument("--srm-steps", type=int, default=1500)
-    parser.add_argument("--rolim-steps", type=int, default=1500)
-    parser.add_argument("--minibatch", type=int, default=64, help="episodes per gradient step")
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--frozen-decoder",
-        action="store_true",
-        help="keep the SRM decoder frozen while ROLIM trains (LIMARL's eq. 2)",
-    )
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+def ci95(values) -> dict:
+    """Mean and half-width of the 95% Student-t interval over seeds (nan width for one seed)."""
+    from scipy import stats
 
+    x = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else math.nan
+    return {"mean": float(x.mean()), "ci95": half, "n": len(x)}
+
+
+METRICS = ("recon", "align", "kl", "acc", "var")
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Per configuration, every metric's mean and CI over the seeds, and Table 4's ordering
+    (with alignment: lower recon and align, higher acc than every config without)."""
+    rows = []
+    for i, (name, kl_w, align) in enumerate(CONFIGS):
+        row = {"config": name, "lambda_kl": kl_w, "lambda_align": align}
+        row.update({m: ci95([s["rows"][i][m] for s in per_seed]) for m in METRICS})
+        rows.append(row)
+    with_align = [r for r in rows if r["lambda_align"] > 0]
+    without = [r for r in rows if r["lambda_align"] == 0]
+
+    def ordered(metric, better):
+        return all(better(a[metric]["mean"], b[metric]["mean"]) for a in with_align for b in without)
+
+    checks = {
+        "recon_lower_with_alignment": ordered("recon", lambda a, b: a < b),
+        "align_lower_with_alignment": ordered("align", lambda a, b: a < b),
+        "acc_higher_with_alignment": ordered("acc", lambda a, b: a > b),
+    }
+    return {"seeds": [s["seed"] for s in per_seed], "rows": rows, "checks": checks}
+
+
+def run_seed(args, seed: int) -> dict:
     train_env, test_env = envs.make("digits_game", subset="train"), envs.make("digits_game", subset="test")
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.PRNGKey(seed)
     k_train, k_test, k_model = jax.random.split(key, 3)
     train, test = collect(train_env, args.episodes, k_train), collect(test_env, args.episodes // 4, k_test)
     classifier = LogisticRegression(max_iter=2000).fit(
@@ -139,11 +161,12 @@ def main():
     ceiling = float((classifier.predict(test_images) == test_labels).mean())
     model = limarl.LatentModel(train_env.spec, args.latent_dim, args.hidden, args.hidden)
 
+    print(f"seed {seed}")
     print(f"{'configuration':<32} {'recon':>8} {'align':>10} {'KL':>10} {'acc %':>7} {'var':>9} {'s':>6}")
     rows = []
     for name, kl_w, align in CONFIGS:
         t0 = time.time()
-        rep = train_config(model, train, kl_w, align, args, k_model)
+        rep = train_config(model, train, kl_w, align, args, k_model, seed)
         r = {
             "config": name,
             "lambda_kl": kl_w,
@@ -158,19 +181,53 @@ def main():
             f"{r['var']:>9.4f} {r['train_s']:>6.0f}",
             flush=True,
         )
-    print(f"classifier on the true test images: {100 * ceiling:.2f}% (chance 10%)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "args": vars(args) | {"json": str(args.json)},
-                    "rows": rows,
-                    "classifier_on_true_images": ceiling,
-                },
-                indent=1,
-            )
-        )
+    print(f"classifier on the true test images: {100 * ceiling:.2f}% (chance 10%)", flush=True)
+    return {"seed": seed, "rows": rows, "classifier_on_true_images": ceiling}
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--episodes", type=int, default=1500, help="train episodes (test: a quarter)")
+    parser.add_argument("--srm-steps", type=int, default=1500)
+    parser.add_argument("--rolim-steps", type=int, default=1500)
+    parser.add_argument("--minibatch", type=int, default=64, help="episodes per gradient step")
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--frozen-decoder",
+        action="store_true",
+        help="keep the SRM decoder frozen while ROLIM trains (LIMARL's eq. 2)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/limarl_digits"))
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "out")}
+    per_seed = []
+    for seed in args.seeds:
+        path = args.out / f"seed_{seed}.json"
+        if path.exists():
+            done = json.loads(path.read_text())
+            if done["args"] != settings:
+                raise SystemExit(f"{path} was run with {done['args']}, not {settings}; pick another --out")
+            print(f"seed {seed}: reusing {path}", flush=True)
+        else:
+            done = {"args": settings, **run_seed(args, seed)}
+            path.write_text(json.dumps(done, indent=1))
+        per_seed.append(done)
+    summary = {"args": settings, **aggregate(per_seed)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nover seeds {summary['seeds']} (mean +- 95% CI)")
+    for r in summary["rows"]:
+        label = f"{r['config']} (KL={r['lambda_kl']:g}, align={r['lambda_align']:g})"
+        cells = " ".join(f"{m} {r[m]['mean']:.4g}+-{r[m]['ci95']:.2g}" for m in METRICS)
+        print(f"{label:<32} {cells}")
+    print("Table 4 ordering:", summary["checks"])
+    print(f"wrote {args.out / 'summary.json'}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from jlmarl import algos
 from jlmarl.algos import limarl
-from jlmarl.core.algo import Phase
+from jlmarl.core.algo import Phase, UpdateContext
 from jlmarl.core.engine import Engine, EngineConfig
 from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.core.seed_cond import cond_any
@@ -20,7 +20,6 @@ from jlmarl.nets.agents import episode_inputs
 from jlmarl.nets.gaussian import GaussianHead, kl_std_normal
 from jlmarl.nets.latent import LatentAgent
 from jlmarl.nets.recurrent import unroll
-from tests.helpers import update_ctx
 
 TINY = [
     "algo=limarl",
@@ -35,8 +34,17 @@ TINY = [
     "limarl.val_episodes=4",
     "limarl.monitor_episodes=4",
     "limarl.rep_updates=2",
+    "limarl.kl_warmup=10",
 ]
 ENV = MatrixGame("m3", THREE_STATE_PAYOFF, episode_limit=10)
+
+
+def ctx(batch, phase: int, updates: int = 0, recent: int = 4) -> UpdateContext:
+    """The clock of one update call, with the batch's last `recent` episodes as the
+    buffer's newest (limarl.monitor_episodes=4 in TINY)."""
+    newest = jax.tree.map(lambda x: x[-recent:], batch)
+    zero = jnp.int32(0)
+    return UpdateContext(zero, zero, jnp.int32(updates), jnp.int32(phase), newest)
 
 
 def algo_cfg(make_cfg, *overrides):
@@ -85,10 +93,14 @@ def test_rolim_updates_leave_the_srm_bit_identical_and_alignment_pulls_mu_hat_to
     # The SRM's mu of the three matrix states is a fixed target; mu_hat must approach it.
     first, last = float(terms[0, 0]), float(terms[-1, 0])
     assert last < 0.1 * first, (first, last)
-    # terms are recomputed from scratch, matching the per-step loss
-    np.testing.assert_allclose(
-        model.rolim_terms_of_batch(new, batch, jax.random.PRNGKey(0))[0], terms[-1, 0], rtol=0.5
-    )
+    # The first step's alignment term, by hand: the mean over real (step, agent) pairs of
+    # ||mu_hat - mu||^2 at the initial parameters.
+    t = batch.reward.shape[1]
+    mu_hat, _ = model.infer(rep, episode_inputs(batch.obs, batch.actions, ENV.spec.n_actions))
+    mu, _ = model.encode(rep, batch.state)
+    per_pair = np.sum((np.asarray(mu_hat[:, :t]) - np.asarray(mu[:, :t, None])) ** 2, -1)  # [B, T, n]
+    mask = np.asarray(batch.mask)[..., None].repeat(ENV.spec.n_agents, -1)
+    np.testing.assert_allclose(terms[0, 0], per_pair[mask > 0].mean(), rtol=1e-5)
 
 
 def test_train_decoder_moves_the_decoder_and_keeps_the_encoder(make_cfg, batch):
@@ -147,9 +159,6 @@ def trigger_algo(tmp_path_factory):
     return algo, jax.jit(algo.update)
 
 
-PAST_PHASE_ONE = update_ctx(phase=1, updates=100)
-
-
 def test_retrain_fires_exactly_when_online_loss_exceeds_validation_mean_times_one_plus_delta(
     trigger_algo, batch
 ):
@@ -158,12 +167,12 @@ def test_retrain_fires_exactly_when_online_loss_exceeds_validation_mean_times_on
     ts = algo.init(jax.random.PRNGKey(0)).replace(updates=jnp.int32(100))  # past Phase I
     key = jax.random.PRNGKey(5)
     # The online loss (alignment only here) of this batch, measured with a validation mean of 0.
-    _, m = update(ts.replace(val_terms=jnp.zeros(3)), batch, key, PAST_PHASE_ONE)
+    _, m = update(ts.replace(val_terms=jnp.zeros(3)), batch, key, ctx(batch, 1, 100))
     online = float(m["rolim_online"])
     assert float(m["retrains"]) == 1.0 and float(m["rep_trained"]) == 1.0  # 0 * 1.1 < online
     for scale, fires in ((1.001, False), (0.999, True)):
         val = online / (1 + delta) * scale
-        new, m = update(ts.replace(val_terms=jnp.array([val, 0.0, 0.0])), batch, key, PAST_PHASE_ONE)
+        new, m = update(ts.replace(val_terms=jnp.array([val, 0.0, 0.0])), batch, key, ctx(batch, 1, 100))
         assert float(m["rolim_online"]) == online
         assert int(new.retrains) == int(fires) and float(m["rep_trained"]) == float(fires)
         # a retrain refreshes L_bar and empties the ring
@@ -171,16 +180,92 @@ def test_retrain_fires_exactly_when_online_loss_exceeds_validation_mean_times_on
         assert (float(new.val_terms[0]) != np.float32(val)) == fires
 
 
-def test_retrain_starts_from_the_best_checkpoint(trigger_algo, batch):
+def test_a_retrain_starts_from_best_rep_bit_for_bit(trigger_algo, batch):
+    """Whatever the current representation, a retrain's result depends only on best_rep."""
     algo, update = trigger_algo
     ts = algo.init(jax.random.PRNGKey(0)).replace(updates=jnp.int32(100), val_terms=jnp.zeros(3))
-    other = algo.init(jax.random.PRNGKey(9)).rep  # a different "best" checkpoint
-    key = jax.random.PRNGKey(5)
-    from_init, _ = update(ts, batch, key, PAST_PHASE_ONE)
-    from_best, _ = update(ts.replace(best_rep=other), batch, key, PAST_PHASE_ONE)
+    best = algo.init(jax.random.PRNGKey(9)).rep  # a different "best" checkpoint
+    key, c = jax.random.PRNGKey(5), ctx(batch, 1, 100)
+    from_current, m1 = update(ts.replace(best_rep=best), batch, key, c)
+    from_best, m2 = update(ts.replace(rep=best, best_rep=best), batch, key, c)
+    assert float(m1["retrains"]) == float(m2["retrains"]) == 1.0  # val_terms 0: both fire
+    for a, b in zip(jax.tree.leaves(from_current.rep), jax.tree.leaves(from_best.rep), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ... and it does start from best_rep, not from the current rep: in Phase I (no restore)
+    # the same round from the current rep ends elsewhere.
+    trained, _ = update(ts.replace(best_rep=best), batch, key, ctx(batch, 0, 0))
     assert not np.array_equal(
-        from_init.rep["rolim"]["params"]["mu"]["kernel"], from_best.rep["rolim"]["params"]["mu"]["kernel"]
+        trained.rep["rolim"]["params"]["mu"]["kernel"], from_best.rep["rolim"]["params"]["mu"]["kernel"]
     )
+
+
+def test_the_online_loss_is_measured_on_the_newest_buffer_episodes(trigger_algo, batch):
+    """Alignment only (kl=false, rec=false), window 1: rolim_online is, by hand, the mean
+    over the recent episodes' real (step, agent) pairs of ||mu_hat - mu||^2, whatever
+    the sampled batch."""
+    algo, update = trigger_algo
+    ts = algo.init(jax.random.PRNGKey(0))
+    model = limarl.LatentModel(ENV.spec, 4, 16, 16)
+    recent = jax.tree.map(lambda x: x[-4:], batch)
+    t = batch.reward.shape[1]
+    mu_hat, _ = model.infer(ts.rep, episode_inputs(recent.obs, recent.actions, ENV.spec.n_actions))
+    mu, _ = model.encode(ts.rep, recent.state)
+    per_pair = np.sum((np.asarray(mu_hat[:, :t]) - np.asarray(mu[:, :t, None])) ** 2, -1)
+    mask = np.asarray(recent.mask)[..., None].repeat(ENV.spec.n_agents, -1)
+    key = jax.random.PRNGKey(5)
+    _, m = update(ts, batch, key, ctx(batch, 1, 100))
+    np.testing.assert_allclose(float(m["rolim_online"]), per_pair[mask > 0].mean(), rtol=1e-5)
+    other_batch = jax.tree.map(lambda x: x[::-1], batch)  # another sample, same newest episodes
+    _, m2 = update(ts, other_batch, key, ctx(batch, 1, 100))
+    assert float(m2["rolim_online"]) == float(m["rolim_online"])
+
+
+def test_no_td_update_during_phase_one(trigger_algo, batch):
+    algo, update = trigger_algo
+    ts = algo.init(jax.random.PRNGKey(0))
+    during, m = update(ts, batch, jax.random.PRNGKey(1), ctx(batch, 0, 0))
+    for a, b in zip(
+        jax.tree.leaves((ts.params, ts.opt_state)),
+        jax.tree.leaves((during.params, during.opt_state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert float(m["td_trained"]) == 0.0 and float(m["loss"]) == 0.0 and float(m["rep_trained"]) == 1.0
+    after, m = update(ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(1), ctx(batch, 1, 3))
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(ts.params), jax.tree.leaves(after.params), strict=True)
+    ]
+    assert any(moved) and float(m["td_trained"]) == 1.0 and float(m["loss"]) > 0.0
+
+
+def test_kl_weight_counts_representation_steps_and_reaches_beta_in_phase_one(make_cfg, batch):
+    """rep_updates=2 steps per Phase I call, kl_warmup=6 steps, beta=0.5: after call k the
+    weight is 0.5 min(1, 2k / 6), so beta is reached within the 4 calls of Phase I."""
+    cfg = algo_cfg(make_cfg, "limarl.kl_warmup=6", "limarl.kl_beta=0.5", "limarl.pretrain_episodes=32")
+    algo = algos.build("limarl", ENV.spec, cfg)
+    update = jax.jit(algo.update)
+    ts = algo.init(jax.random.PRNGKey(0))
+    seen = []
+    for k in range(5):  # ceil(32 / 8) = 4 Phase I calls, then one of Phase II
+        ts, m = update(
+            ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(k), ctx(batch, int(k >= 4), k)
+        )
+        seen.append(float(m["kl_weight"]))
+    np.testing.assert_allclose(seen, [0.0, 0.5 / 3, 1.0 / 3, 0.5, 0.5], rtol=1e-6)
+    assert int(ts.rep_steps) == 4
+
+
+def test_a_kl_warmup_longer_than_phase_one_is_refused(make_cfg):
+    from jlmarl.config import ConfigError
+
+    # 200 episodes / 8 per update = 25 calls x 2 steps = 50 representation steps
+    with pytest.raises(
+        ConfigError, match="limarl.kl_warmup=51 representation steps is longer than Phase I's 50"
+    ):
+        make_cfg(*TINY, "limarl.kl_warmup=51")
+    make_cfg(*TINY, "limarl.kl_warmup=50")
+    make_cfg(*TINY, "limarl.kl_warmup=51", "limarl.kl=false")
 
 
 def test_phase_one_covers_the_first_pretrain_episodes_then_stops(trigger_algo, batch):
@@ -195,8 +280,8 @@ def test_phase_one_covers_the_first_pretrain_episodes_then_stops(trigger_algo, b
     trained = []
     for i in range(4):
         # a huge validation mean: nothing but Phase I can train the representation
-        ctx = update_ctx(phase=phases[i], updates=i)
-        ts, m = update(ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(i), ctx)
+        c = ctx(batch, phases[i], i)
+        ts, m = update(ts.replace(val_terms=jnp.full(3, 1e20)), batch, jax.random.PRNGKey(i), c)
         trained.append(float(m["rep_trained"]))
     assert trained == [1.0, 1.0, 1.0, 0.0]
     assert int(ts.retrains) == 0 and int(ts.rep_steps) == 3

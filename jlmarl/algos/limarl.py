@@ -10,27 +10,33 @@ Modules (jlmarl.nets.gaussian, jlmarl.nets.mlp, jlmarl.nets.latent):
 
 Training lives entirely in update(), called by the engine on uniformly sampled
 batches of episodes:
-  * Phase II (every call): double-Q TD(lambda) on the agents and mixer, with the
-    latents of the frozen ROLIM as inputs (no gradient reaches SRM or ROLIM).
   * Phase I (the method's declared phase "representation": the engine schedules it
     over the update calls that cover the first pretrain_episodes episodes after
     training starts, and says so in UpdateContext.phase): rep_updates SRM steps,
-    then rep_updates ROLIM steps on the batch, each with its own Adam.
+    then rep_updates ROLIM steps on the batch, each with its own Adam. No TD update
+    runs in Phase I: the paper (5.3.1) trains the agents only "once SRM and ROLIM are
+    trained", so they never learn on latents that are still moving.
+  * Phase II (every later call): double-Q TD(lambda) on the agents and mixer, with the
+    latents of the frozen ROLIM as inputs (no gradient reaches SRM or ROLIM).
+  * KL warm-up: l_KL = beta min(1, k / kl_warmup) at the k-th representation gradient
+    step (of the SRM, and likewise of ROLIM: their k-th steps share a weight), counted
+    over Phase I and every retrain. B.3's "steps" read as those steps, not update calls
+    (one call makes rep_updates of them), so the warm-up ends inside Phase I
+    (check_config refuses a kl_warmup longer than Phase I).
   * Validation: the last val_episodes episodes of every batch are held out of
     representation training; after each representation training their ROLIM loss
     terms become the validation reference L_bar, and the parameters become the best
     checkpoint when their validation loss is the lowest so far.
-  * Conditional retraining: every call also measures the ROLIM loss terms on the
-    first monitor_episodes episodes of the batch (the online loss) into a ring of the
-    last online_window calls. Once the ring is full, when its mean loss exceeds
-    L_bar * (1 + delta), SRM and ROLIM restart from the best checkpoint and retrain
-    on the batch (the ring then refills). delta = inf: pre-train only.
+  * Conditional retraining: every call measures the ROLIM loss terms on the newest
+    monitor_episodes episodes of the replay buffer (UpdateContext.recent, the paper's
+    "sliding buffer of recent episodes") into a ring of the last online_window calls.
+    Once the ring is full, when its mean loss exceeds L_bar * (1 + delta), SRM and
+    ROLIM restart from the best checkpoint and retrain on the batch (the ring then
+    refills). delta = inf: pre-train only.
   Losses are compared with the current weights (l_KL warms up), from stored terms.
-  The (re)training branch is `cond_any` (jlmarl.core.seed_cond): a real branch even
-  when the engine vmaps seeds, and per-seed results are kept only where it fired.
-
-The buffer is sampled uniformly, so "recent" episodes are those of recent batches,
-not the newest collected ones (update never sees the buffer).
+  The (re)training and TD branches are `cond_any` (jlmarl.core.seed_cond): real
+  branches even when the engine vmaps seeds, and per-seed results are kept only where
+  they fired.
 
 Execution (act) is decentralised: each agent's ROLIM and agent GRU carries, its own
 observation and last action. Only `oracle=true` (an upper bound) feeds mu = f(s)
@@ -83,7 +89,8 @@ class LimarlState:
     online: jax.Array  # float [W, 3] ring of online ROLIM terms
     online_count: jax.Array  # int32 [] entries written since the last (re)training
     retrains: jax.Array  # int32 [] conditional retraining events
-    rep_steps: jax.Array  # int32 [] representation training rounds (Phase I + retrains)
+    rep_steps: jax.Array  # int32 [] representation training rounds (Phase I + retrains), each
+    #                        rep_updates gradient steps of the SRM and of ROLIM
     updates: jax.Array  # int32 [] update calls
 
 
@@ -170,24 +177,26 @@ def _masked_means(terms: jax.Array, mask: jax.Array) -> jax.Array:
     return (terms * m).sum(tuple(range(terms.ndim - 1))) / jnp.maximum(m.sum(), 1.0)
 
 
-def kl_weight(updates: jax.Array, beta: float, warmup: int) -> jax.Array:
-    """l_KL = beta * min(1, updates / warmup) (appendix B.3; warmup 0 = beta at once)."""
+def kl_weight(steps: jax.Array, beta: float, warmup: int) -> jax.Array:
+    """l_KL = beta * min(1, steps / warmup) after `steps` representation gradient steps
+    (appendix B.3; warmup 0 = beta at once)."""
     if warmup <= 0:
-        return jnp.float32(beta)
-    return beta * jnp.minimum(1.0, updates.astype(jnp.float32) / warmup)
+        return jnp.full(jnp.shape(steps), beta, jnp.float32)
+    return beta * jnp.minimum(1.0, jnp.asarray(steps).astype(jnp.float32) / warmup)
 
 
-def _adam_steps(optimizer, rounds: int, params, opt_state, key: jax.Array, loss):
-    """`rounds` optimiser steps of loss(params, key) -> (scalar, terms), one fresh key
-    each, in a scan. Returns (params, opt_state, terms of every step)."""
+def _adam_steps(optimizer, rounds: int, params, opt_state, key: jax.Array, loss, per_step: jax.Array):
+    """`rounds` optimiser steps of loss(params, key, per_step[i]) -> (scalar, terms), one
+    fresh key each, in a scan. Returns (params, opt_state, terms of every step)."""
 
-    def step(carry, k):
+    def step(carry, xs):
         params, opt = carry
-        grads, terms = jax.grad(loss, has_aux=True)(params, k)
+        grads, terms = jax.grad(loss, has_aux=True)(params, *xs)
         upd, opt = optimizer.update(grads, opt, params)
         return (optax.apply_updates(params, upd), opt), terms
 
-    (params, opt_state), terms = jax.lax.scan(step, (params, opt_state), jax.random.split(key, rounds))
+    xs = (jax.random.split(key, rounds), per_step)
+    (params, opt_state), terms = jax.lax.scan(step, (params, opt_state), xs)
     return params, opt_state, terms
 
 
@@ -202,17 +211,19 @@ def srm_steps(
     kl_w: jax.Array,
 ):
     """`rounds` Adam steps of eq. 1 on the batch's states; only encoder/decoder change.
+    kl_w: l_KL, one for every step [] or per step [rounds] (the warm-up).
 
     Returns (rep, opt_state, (reconstruction, KL) of every step [rounds, 2])."""
     t = batch.reward.shape[1]
     state, mask = batch.state[:, :t], batch.mask
 
-    def loss(p, k):
+    def loss(p, k, w):
         terms = model.srm_terms(p, state, mask, k)
-        return terms[0] + kl_w * terms[1], terms
+        return terms[0] + w * terms[1], terms
 
     srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
-    srm, opt_state, terms = _adam_steps(optimizer, rounds, srm, opt_state, key, loss)
+    per_step = jnp.broadcast_to(jnp.asarray(kl_w, jnp.float32), (rounds,))
+    srm, opt_state, terms = _adam_steps(optimizer, rounds, srm, opt_state, key, loss, per_step)
     return {**rep, **srm}, opt_state, terms
 
 
@@ -233,7 +244,8 @@ def rolim_steps(
     weights: jax.Array,
     train_decoder: bool = False,
 ):
-    """`rounds` Adam steps of eq. 2 (weights = l_align, l_rec, l_KL) with the SRM frozen:
+    """`rounds` Adam steps of eq. 2 (weights = l_align, l_rec, l_KL: [3], or [rounds, 3] per
+    step) with the SRM frozen:
     only rep["rolim"] changes (with train_decoder also rep["decoder"]: the optimiser state
     is then over {"rolim": ..., "decoder": ...}). Returns (rep, opt_state, (align, rec, KL) per step
     [rounds, 3])."""
@@ -243,13 +255,14 @@ def rolim_steps(
     trained = rolim_trained_params(rep, train_decoder)
     merge = (lambda p: {**rep, **p}) if train_decoder else (lambda p: {**rep, "rolim": p})
 
-    def loss(p, k):
+    def loss(p, k, w):
         r = merge(p)
         mu_hat, logvar_hat = model.infer(r, inputs)
         terms = model.rolim_terms(r, mu_hat[:, :t], logvar_hat[:, :t], state, mask, k, train_decoder)
-        return terms @ weights, terms
+        return terms @ w, terms
 
-    trained, opt_state, terms = _adam_steps(optimizer, rounds, trained, opt_state, key, loss)
+    per_step = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), (rounds, 3))
+    trained, opt_state, terms = _adam_steps(optimizer, rounds, trained, opt_state, key, loss, per_step)
     return merge(trained), opt_state, terms
 
 
@@ -290,8 +303,11 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
     delta = float(lc["delta"])
     n_val, n_monitor, window = int(lc["val_episodes"]), int(lc["monitor_episodes"]), int(lc["online_window"])
 
-    def weights_at(updates):
-        return jnp.stack([jnp.float32(l_align), jnp.float32(l_rec), kl_weight(updates, kl_beta, kl_warmup)])
+    def weights_at(steps):
+        """(l_align, l_rec, l_KL) after `steps` representation gradient steps: [..., 3]."""
+        kl = kl_weight(steps, kl_beta, kl_warmup)
+        fixed = jnp.broadcast_to(jnp.array([l_align, l_rec], jnp.float32), (*kl.shape, 2))
+        return jnp.concatenate([fixed, kl[..., None]], -1)
 
     def init(key):
         k_agent, k_mixer, k_rep = jax.random.split(key, 3)
@@ -352,16 +368,23 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
         latent = oracle_latent(rep, batch.state, mu_hat) if oracle else mu_hat
         return jax.lax.stop_gradient(latent), mu_hat, logvar_hat
 
-    def retrain(ts, batch, key, restore, weights):
+    def retrain(ts, batch, key, restore):
+        """One representation round: rounds SRM then rounds ROLIM steps on the batch's
+        first B - val_episodes episodes, starting from best_rep when `restore`."""
         start = jax.tree.map(lambda b, c: jnp.where(restore, b, c), ts.best_rep, ts.rep)
         train = jax.tree.map(lambda x: x[: batch.size - n_val], batch)
         val = jax.tree.map(lambda x: x[batch.size - n_val :], batch)
         k_train, k_val = jax.random.split(key)
         k_srm, k_rolim = jax.random.split(k_train)
-        rep, srm_opt, _ = srm_steps(model, srm_optimizer, rounds, start, ts.srm_opt, train, k_srm, weights[2])
-        rep, rolim_opt, _ = rolim_steps(
-            model, rolim_optimizer, rounds, rep, ts.rolim_opt, train, k_rolim, weights
+        done = ts.rep_steps * rounds  # representation gradient steps so far (per module)
+        step_weights = weights_at(done + jnp.arange(rounds))  # [rounds, 3]
+        rep, srm_opt, _ = srm_steps(
+            model, srm_optimizer, rounds, start, ts.srm_opt, train, k_srm, step_weights[:, 2]
         )
+        rep, rolim_opt, _ = rolim_steps(
+            model, rolim_optimizer, rounds, rep, ts.rolim_opt, train, k_rolim, step_weights
+        )
+        weights = weights_at(done + rounds)  # the losses are compared at the new weight
         val_terms = model.rolim_terms_of_batch(rep, val, k_val)
         better = val_terms @ weights < ts.best_terms @ weights
         keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
@@ -377,52 +400,71 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
             rep_steps=ts.rep_steps + 1,
         )
 
-    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
-        k_monitor, k_srm, k_rep = jax.random.split(key, 3)
-        t = batch.reward.shape[1]
+    def td_step(carry, batch, rep, target_params):
+        """Phase II: TD(lambda) on agents + mixer; SRM/ROLIM outputs are constants here.
+        carry = (params, opt_state, metrics); returns the same structure."""
+        params, opt_state, _ = carry
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-        latent, mu_hat, logvar_hat = latents(ts.rep, batch, inputs)
+        latent, _, _ = latents(rep, batch, inputs)
         agent_in = jnp.concatenate([inputs, latent], -1)
-        q_target_all = unroll(agent, ts.target_params["agent"], agent_in)
+        q_target_all = unroll(agent, target_params["agent"], agent_in)
 
-        # Phase II: TD on agents + mixer; SRM/ROLIM outputs are constants here.
-        def loss_fn(params):
-            q_all = unroll(agent, params["agent"], agent_in)
+        def loss_fn(p):
             return double_q_td_loss(
-                q_all,
+                unroll(agent, p["agent"], agent_in),
                 q_target_all,
                 batch,
                 batch.state,
-                lambda qs, s: mixer.apply(params["mixer"], qs, s),
-                lambda qs, s: mixer.apply(ts.target_params["mixer"], qs, s),
+                lambda qs, s: mixer.apply(p["mixer"], qs, s),
+                lambda qs, s: mixer.apply(target_params["mixer"], qs, s),
                 gamma,
                 lam,
             )
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
-        params, opt_state = apply_gradients(optimizer, ts.params, ts.opt_state, grads)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        params, opt_state = apply_gradients(optimizer, params, opt_state, grads)
+        return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
 
-        # Online ROLIM loss on the first monitor_episodes episodes, into the ring.
-        m = slice(0, n_monitor)
-        state_m, mask_m = batch.state[m, :t], batch.mask[m]
-        online_terms = model.rolim_terms(ts.rep, mu_hat[m, :t], logvar_hat[m, :t], state_m, mask_m, k_monitor)
-        srm_terms = model.srm_terms(ts.rep, state_m, mask_m, k_srm)
+    def online_terms_of(rep, recent: EpisodeBatch, key):
+        """ROLIM (align, rec, KL) and SRM (rec, KL) terms on the buffer's newest episodes."""
+        if recent is None:
+            raise ValueError(
+                "LIMARL's update needs UpdateContext.recent (the newest buffer episodes, "
+                "Algo.recent_episodes > 0); call it through the engine or pass them"
+            )
+        k_rolim, k_srm = jax.random.split(key)
+        t = recent.reward.shape[1]
+        terms = model.rolim_terms_of_batch(rep, recent, k_rolim)
+        return terms, model.srm_terms(rep, recent.state[:, :t], recent.mask, k_srm)
+
+    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
+        k_monitor, k_rep = jax.random.split(key)
+        pretraining = ctx.phase < len(phases)  # shared by every seed: a real branch
+
+        # No TD while Phase I trains the representation (zeros in its metrics).
+        td_shapes = jax.eval_shape(
+            lambda: td_step((ts.params, ts.opt_state, None), batch, ts.rep, ts.target_params)[2]
+        )
+        td_zero = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), td_shapes)
+        params, opt_state, td_metrics = cond_any(
+            ~pretraining, td_step, (ts.params, ts.opt_state, td_zero), batch, ts.rep, ts.target_params
+        )
+
+        # Online ROLIM loss on the newest episodes of the buffer, into the ring.
+        online_terms, srm_terms = online_terms_of(ts.rep, ctx.recent, k_monitor)
         online = ts.online.at[ts.online_count % window].set(online_terms)
         count = ts.online_count + 1
         filled = (jnp.arange(window) < count).astype(jnp.float32)
-        weights = weights_at(ts.updates)
+        weights = weights_at(ts.rep_steps * rounds)
         online_loss = (online @ weights * filled).sum() / filled.sum()
         val_loss = ts.val_terms @ weights
 
-        pretraining = ctx.phase < len(phases)  # shared by every seed: a real branch
         trigger = ~pretraining & (count >= window) & retrain_due(online_loss, val_loss, delta)
         ts = ts.replace(params=params, opt_state=opt_state, online=online, online_count=count)
-        ts = cond_any(pretraining | trigger, retrain, ts, batch, k_rep, trigger, weights)
+        ts = cond_any(pretraining | trigger, retrain, ts, batch, k_rep, trigger)
         ts = ts.replace(updates=ts.updates + 1)
         metrics = {
-            "loss": loss,
-            **aux,
-            "grad_norm": optax.tree.norm(grads),
+            **td_metrics,
             "srm_rec": srm_terms[0],
             "srm_kl": srm_terms[1],
             "rolim_align": online_terms[0],
@@ -431,6 +473,7 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
             "rolim_online": online_loss,
             "rolim_val": val_loss,
             "kl_weight": weights[2],
+            "td_trained": (~pretraining).astype(jnp.float32),
             "rep_trained": (pretraining | trigger).astype(jnp.float32),
             "retrains": ts.retrains.astype(jnp.float32),
         }
@@ -457,6 +500,7 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
         joint_q=joint_q,
         act_uses_state=oracle,
         phases=phases,
+        recent_episodes=n_monitor,
     )
 
 
@@ -470,5 +514,19 @@ def check_config(cfg) -> None:
         )
     if lc.monitor_episodes > cfg.batch_size:
         raise ValueError(
-            f"limarl.monitor_episodes={lc.monitor_episodes} exceeds batch_size={cfg.batch_size}; lower it"
+            f"limarl.monitor_episodes={lc.monitor_episodes} exceeds batch_size={cfg.batch_size} "
+            "(the buffer holds batch_size episodes when training starts); lower it"
         )
+    steps = phase_one_rep_steps(lc.pretrain_episodes, cfg.episodes_per_update, lc.rep_updates)
+    if lc.pretrain_episodes > 0 and lc.kl and lc.kl_beta > 0 and lc.kl_warmup > steps:
+        raise ValueError(
+            f"limarl.kl_warmup={lc.kl_warmup} representation steps is longer than Phase I's {steps} "
+            "(ceil(limarl.pretrain_episodes / episodes_per_update) x limarl.rep_updates), so the KL "
+            "weight would not reach limarl.kl_beta before the representation is frozen; lower it"
+        )
+
+
+def phase_one_rep_steps(pretrain_episodes: int, episodes_per_update: float, rep_updates: int) -> int:
+    """Representation gradient steps (per module) that Phase I makes: its update calls
+    (as the engine counts them, jlmarl.core.engine.Engine.phase_ends) x rep_updates."""
+    return math.ceil(pretrain_episodes / episodes_per_update - 1e-9) * rep_updates
