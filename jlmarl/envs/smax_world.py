@@ -49,7 +49,7 @@ from jlmarl.envs import smax_terrain
 from jlmarl.envs.base import EnvSpec, make_timestep
 from jlmarl.envs.smax import _import_jaxmarl_smax, ally_visibility, normalised_state
 from jlmarl.envs.smax_maps import MAPS, RACE_POOLS, MapSpec
-from jlmarl.envs.smax_units import LINE, RADIUS, UNITS, unit_table
+from jlmarl.envs.smax_units import LINE, RADIUS, SINGLE, UNITS, unit_table
 
 _smax = _import_jaxmarl_smax()
 SMAX = _smax.SMAX
@@ -109,6 +109,7 @@ class SmaxWorld(SMAX):
         self.grid_np = grid
         self.grid = jnp.asarray(grid)
         self.has_terrain = bool((grid != smax_terrain.LOW).any())
+        self.has_splash = bool((table["splash"] != SINGLE).any())
         if self.has_terrain:  # path tables only where there is something to path around
             self.paths_ground = jnp.asarray(smax_terrain.path_lengths(grid, walks_cliffs=False))
             self.paths_cliffs = jnp.asarray(smax_terrain.path_lengths(grid, walks_cliffs=True))
@@ -250,24 +251,26 @@ class SmaxWorld(SMAX):
         ready = state.unit_weapon_cooldowns <= 0.0
         acts = (attack_actions >= N_MOVES) & self.can_target(state, idx, target)
         hits = acts & (ready | heals)  # heals are continuous, weapons wait for their cooldown
-        # effect[a, v]: health unit a takes from unit v this world step (heals negative).
-        splash = self.unit_stat(state, "splash")
-        size = self.unit_stat(state, "splash_size")
-        enemy_ground = (state.unit_teams[:, None] != state.unit_teams[None, :]) & ~flying[None, :]
-        enemy_ground &= state.unit_alive[None, :]
-        dir_ = pos[target] - pos
-        dir_ = dir_ / jnp.maximum(jnp.linalg.norm(dir_, axis=-1, keepdims=True), 1e-9)
-        across = jnp.stack([-dir_[:, 1], dir_[:, 0]], -1) * self.unit_stat(state, "line_half_length")[:, None]
-        line_dist = jax.vmap(segment_distance, in_axes=(None, 0, 0))(
-            pos, pos[target] - across, pos[target] + across
-        )
-        blast_dist = jnp.linalg.norm(pos[None, :, :] - pos[:, None, :], axis=-1)  # [attacker, victim]
-        one_hot = jax.nn.one_hot(target, n, dtype=bool)
-        victims = jnp.where(
-            (splash == LINE)[:, None],
-            enemy_ground & (line_dist <= size[:, None]) | one_hot,
-            jnp.where((splash == RADIUS)[:, None], enemy_ground & (blast_dist <= size[:, None]), one_hot),
-        )
+        # victims[a, v]: unit a's attack (or heal) this world step reaches unit v.
+        victims = jax.nn.one_hot(target, n, dtype=bool)
+        if self.has_splash:  # static: maps without colossi or banelings skip the [n, n] geometry
+            splash = self.unit_stat(state, "splash")
+            size = self.unit_stat(state, "splash_size")[:, None]
+            enemy_ground = (state.unit_teams[:, None] != state.unit_teams[None, :]) & ~flying[None, :]
+            enemy_ground &= state.unit_alive[None, :]
+            aim = pos[target] - pos
+            aim = aim / jnp.maximum(jnp.linalg.norm(aim, axis=-1, keepdims=True), 1e-9)
+            across = (
+                jnp.stack([-aim[:, 1], aim[:, 0]], -1) * self.unit_stat(state, "line_half_length")[:, None]
+            )
+            line_dist = jax.vmap(segment_distance, in_axes=(None, 0, 0))(
+                pos, pos[target] - across, pos[target] + across
+            )  # [attacker, victim]
+            line = victims | (enemy_ground & (line_dist <= size))
+            blast = enemy_ground & (before <= size)  # around the baneling itself
+            victims = jnp.where(
+                (splash == LINE)[:, None], line, jnp.where((splash == RADIUS)[:, None], blast, victims)
+            )
         amount = jnp.where(
             heals, -self.unit_stat(state, "heal_rate") * self.time_per_step, self.unit_stat(state, "damage")
         )
