@@ -75,6 +75,7 @@ def start_and_wait_for_checkpoint(run_dir: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=environment(),
+        start_new_session=True,  # its own process group: kill -9 reaches the run, not only `timeout`
     )
     deadline = time.time() + 300
     while not finished_checkpoints(run_dir):
@@ -113,7 +114,7 @@ def test_reference_run_logs_progress_metrics_curves_and_wandb(reference_run):
 def test_sigkill_then_resume_matches_the_uninterrupted_run(reference_run, tmp_path):
     run_dir = tmp_path / "killed"
     process = start_and_wait_for_checkpoint(run_dir)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # `timeout` cannot pass SIGKILL on to the run
     process.wait()
     assert process.returncode == -signal.SIGKILL
     before = read_run(run_dir)  # every complete line parses

@@ -23,13 +23,18 @@ class LockError(RuntimeError):
     pass
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (Linux), None elsewhere."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, to tell a reused pid apart."""
+    stat = _stat(pid)
+    return stat[19] if stat else None
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -39,8 +44,11 @@ def _alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:  # someone else's process: it exists
         pass
-    now = _start_time(pid)
-    return started is None or now is None or now == started
+    stat = _stat(pid)
+    if stat is None:
+        return True
+    # a zombie (killed, not yet reaped: a container's pid 1 may never reap it) is gone
+    return stat[0] != "Z" and (started is None or stat[19] == started)
 
 
 class RunLock:
