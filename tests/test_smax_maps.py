@@ -328,3 +328,44 @@ def test_race_types_follow_the_pool_weights_and_enemy_extras_are_drawn_too():
     # The extra enemy is not a copy of an ally (jaxmarl's bug made it always type 0).
     assert np.mean(enemies[:, 10] == allies[:, 0]) < 0.5
     assert set(np.unique(draw_race_types(jax.random.key(0), weights, 5, 3))) <= {0, 1, 2}
+
+
+# --- render ------------------------------------------------------------------------------------
+
+
+def test_gif_frames_show_terrain_units_and_attack_lines(tmp_path):
+    from PIL import Image
+
+    from jlmarl.render import HEAL_COLOUR, TEAM_COLOURS, TERRAIN_COLOURS, draw_gif
+
+    env = envs.make("smax_corridor")  # 6 zealots, 24 zerglings; the view spans the walkable cells
+    n, steps = 30, 3
+    positions = np.zeros((steps, n, 2), np.float32)
+    positions[:, :, 0], positions[:, :, 1] = 25.0, np.linspace(5.0, 27.0, n)  # out of the way
+    positions[:, 0] = (6.0, 16.0)
+    positions[:, 6] = (8.0, 16.0)
+    alive = np.zeros((steps, n), bool)
+    alive[:, [0, 6]] = True
+    targets = np.full((steps, n), -1, np.int32)
+    targets[1, 0] = 6  # the zealot attacks the zergling in frame 1
+    episode = dict(
+        positions=positions,
+        health=np.full((steps, n), 35.0, np.float32),
+        alive=alive,
+        targets=targets,
+        returns=np.array([0.0, 0.5, 1.0]),
+        teams=(np.arange(n) >= 6).astype(np.float32),
+        types=np.array([0] * 6 + [1] * 24),
+    )
+    gif = Image.open(draw_gif(env, episode, tmp_path / "e.gif", size=320))
+    assert gif.n_frames == steps and gif.size[0] == 320
+    gif.seek(1)
+    frame = np.asarray(gif.convert("RGB"))
+    colours = {tuple(c) for c in frame.reshape(-1, 3)}
+    assert TERRAIN_COLOURS[smax_terrain.WALL] in colours
+    assert TEAM_COLOURS[0] in colours and TEAM_COLOURS[1] in colours and HEAL_COLOUR not in colours
+    # The attack line runs between the two units: midway, at (7, 16), in the zealot's colour.
+    view_x0, view_y0, side = 0.0, 0.0, 32.0  # corridor's walkable cells span 2..30 + margins: the whole map
+    scale = 320 / side
+    x, y = (7.0 - view_x0) * scale, 22 + 320 - (16.0 - view_y0) * scale
+    assert tuple(frame[int(round(y)), int(round(x))]) == TEAM_COLOURS[0]
