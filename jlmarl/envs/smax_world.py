@@ -325,6 +325,13 @@ class SmaxWorld(SMAX):
         reward += jnp.where(lost[1] & ~lost[0], self.won_battle_bonus, 0.0)
         return {agent: reward for agent in self.agents}
 
+    def _observe_features(self, state, i, j_idx):
+        """jaxmarl's features of unit j_idx seen by i, with the last-target feature clipped to 1:
+        an enemy medivac on a map with more enemies than allies (MMM2) heals past its team's
+        attack slots, which jaxmarl's normalisation assumes."""
+        features = super()._observe_features(state, i, j_idx)
+        return features.at[5].min(1.0)
+
     def get_obs(self, state):
         """The allies' observations (jaxmarl's unit-list features); the enemies act on the state."""
         n = self.num_agents
