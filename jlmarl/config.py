@@ -34,7 +34,7 @@ def _selected(overrides: list[str], group: str) -> str | None:
 # Keys a resumed run may change; everything else is fixed by the run's config.yaml.
 RESUMABLE_KEYS = (
     "resume", "run_dir", "total_steps", "progress", "log_interval_s", "plot", "logger", "wandb.",
-    "checkpoint_interval", "checkpoint_keep", "devices", "distributed.",
+    "checkpoint_interval", "checkpoint_keep", "devices", "distributed.", "compile_cache",
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from jlmarl.config import ConfigError
+from jlmarl.core import compile_cache
 from jlmarl.core.checkpoint import CheckpointError
 from jlmarl.core.rollout import run_episodes
 from jlmarl.plot import bootstrap_ci
@@ -59,6 +60,7 @@ def parse_args(argv: list[str]) -> dict:
 
 def evaluate(run_dir: Path, episodes: int, render: bool = False, seed: int = 0) -> dict:
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    compile_cache.enable(cfg.get("compile_cache", "default"))
     engine = build(cfg)
     env, algo = engine.env, engine.algo
     seeds = [cfg.seed + k for k in range(cfg.num_seeds)]

@@ -38,6 +38,7 @@ from jlmarl.algos.belief_model import (
     train_belief,
 )
 from jlmarl.config import ConfigError, load_config
+from jlmarl.core import compile_cache
 from jlmarl.envs.base import Env
 
 
@@ -68,6 +69,7 @@ def pretrain(cfg: DictConfig, log_every: int = 500, env: Env | None = None) -> d
         raise ConfigError(
             f"pretrain_belief reads the belief_i2q group of algo=belief_i2q, got algo={cfg.algo.name}"
         )
+    compile_cache.enable(cfg.get("compile_cache", "default"))
     bcfg = BeliefConfig.from_cfg(cfg.belief_i2q)
     path = Path(cfg.belief_i2q.checkpoint).resolve()
     if (path / META_FILE).exists() or (path / PARAMS_DIR).exists():

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jlmarl import algos, envs
 from jlmarl.config import ConfigError, frozen_differences, load_config
+from jlmarl.core import compile_cache
 from jlmarl.core.algo import AlgoConfigError
 from jlmarl.core.buffer import buffer_init, check_buffer_fits
 from jlmarl.core.checkpoint import Checkpointer, CheckpointError, CheckpointSaveError, abstract_like
@@ -328,6 +329,7 @@ def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
         with _Signals() as installed:
             return run(cfg, installed)
     init_distributed(cfg)
+    compile_cache.enable(cfg.get("compile_cache", "default"))
     sharding = seed_sharding(cfg.num_seeds, cfg.devices)
     engine = build(cfg, sharding)
     if engine.algo.replay:  # on-policy learners allocate no buffer

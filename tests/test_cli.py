@@ -61,9 +61,11 @@ def test_matrix_run_writes_config_metrics_and_q_tables(tmp_path):
         "progress=false",
         "time_buckets=1",
         f"run_dir={run_dir}",
+        f"compile_cache={tmp_path / 'cache'}",
     )
     assert result.returncode == 0, result.stderr
     assert "final test_return_mean" in result.stdout
+    assert any((tmp_path / "cache").iterdir())  # the compiled programs were stored for the next run
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["algo"]["name"] == "qmix" and cfg["env"]["name"] == "matrix_three_state"
     assert cfg["run_dir"] == str(run_dir)

@@ -233,3 +233,27 @@ def test_prediction_errors_by_hand():
     # k = 2: pair (0,2) only: model (2-2)^2 = 0, still (0-2)^2 = 4
     np.testing.assert_allclose(out["model_2"], 0.0, atol=1e-7)
     np.testing.assert_allclose(out["still_2"], 4.0, rtol=1e-6)
+
+
+def test_compile_cache_folder_for_each_setting(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from jlmarl.core.compile_cache import cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert cache_dir("default") == Path("~/.cache/jlmarl/jax").expanduser() == cache_dir(True)
+    assert cache_dir(False) is None
+    assert cache_dir(str(tmp_path)) == tmp_path
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_dir("default") == tmp_path / "env"
+
+
+def test_fixed_length_envs_compile_one_update_length():
+    from jlmarl.envs.matrix import matrix_three_state
+
+    env = matrix_three_state()
+    assert env.spec.fixed_length
+    algo = _counting_algo(env.spec, replay=True)
+    assert Engine(env, algo, EngineConfig(4, 8, 4, 1, 100, 2, time_buckets=4)).bucket_lengths() == [10]
+    free = Visible()  # not declared fixed: 3 buckets of a 3-step limit
+    assert Engine(free, algo, EngineConfig(4, 8, 4, 1, 100, 2, time_buckets=4)).bucket_lengths() == [1, 2, 3]

@@ -226,7 +226,11 @@ class Engine:
         return carry.replace(key=keys[:, 0]), metrics
 
     def bucket_lengths(self) -> list[int]:
+        """The static batch lengths updates are compiled for: one when every episode has
+        the same length (EnvSpec.fixed_length), else `time_buckets` of them."""
         limit, n = self.env.spec.episode_limit, self.cfg.time_buckets
+        if self.env.spec.fixed_length:
+            return [limit]
         return sorted({-(-limit * (i + 1) // n) for i in range(n)})
 
     def _train(self, carry: SeedCarry, chunk_idx: jax.Array):

@@ -49,6 +49,9 @@ class EnvSpec:
     # Per-step arrays of Timestep.extras, recorded by the rollout into the buffer like the
     # state (T+1 entries per episode); () when the env declares none.
     extras: tuple[ExtraSpec, ...] = ()
+    # True when every episode lasts exactly episode_limit steps (nothing ends early): the
+    # engine then compiles one update length instead of time buckets.
+    fixed_length: bool = False
 
     @property
     def extras_shapes(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -95,6 +95,7 @@ class DigitsGame:
             n_actions=N_LABELS,
             episode_limit=int(episode_limit),
             info_keys=("accuracy",),
+            fixed_length=True,  # every game lasts episode_limit steps
         )
 
     def _timestep(self, key, s: DigitsState, reward, accuracy, done):

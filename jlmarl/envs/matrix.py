@@ -77,6 +77,7 @@ class MatrixGame:
             state_dim=self.n_states,
             n_actions=payoff.shape[1],
             episode_limit=episode_limit,
+            fixed_length=True,  # every game lasts episode_limit steps
         )
 
     def state_index(self, state: jax.Array) -> jax.Array:

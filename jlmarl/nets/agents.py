@@ -20,6 +20,9 @@ class RNNAgent(nn.Module):
     hidden_dim: int
     n_actions: int
 
+    def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
+        return inputs
+
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden = trunk(hidden, inputs, self.hidden_dim)

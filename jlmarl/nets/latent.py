@@ -25,6 +25,9 @@ class ROLIM(nn.Module):
     hidden_dim: int
     latent_dim: int
 
+    def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
+        return inputs
+
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden = trunk(hidden, inputs, self.hidden_dim)
@@ -39,6 +42,9 @@ class LatentAgent(nn.Module):
     hidden_dim: int
     n_actions: int
     latent_dim: int
+
+    def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
+        return inputs[..., : -self.latent_dim]  # the latent joins after the GRU
 
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -4,7 +4,9 @@ The trunk is fc (ReLU) -> GRU over per-agent inputs; the GRU's new hidden state 
 is also its output, so heads (Q, policy, Gaussian, message) read h_t and a method
 that needs h_t itself (a world model over the agents' histories) gets it from the
 same call. `trunk` creates its layers in the scope of the module that calls it
-(parameters `fc1`, `gru`), so agents built on it keep PyMARL's flat parameter tree.
+(parameters `fc1`, `gru`), so agents built on it keep PyMARL's flat parameter tree; a
+module built on it declares `trunk_inputs(inputs)` (the part of its input the trunk
+reads) and `unroll` then batches all the work that does not depend on the hidden state.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class RecurrentTrunk(nn.Module):
 
     hidden_dim: int
 
+    def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
+        return inputs
+
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden = trunk(hidden, inputs, self.hidden_dim, nn.initializers.lecun_normal())
@@ -44,7 +49,20 @@ def unroll(module: nn.Module, params, inputs: jax.Array, with_hidden: bool = Fal
     """Runs a recurrent module (hidden, x) -> (hidden, out) over time from a zero state.
 
     inputs [B, T, n, D] -> outputs [B, T, n, out] (time is the scanned axis); with
-    with_hidden also the hidden states h_t [B, T, n, H]. `module.hidden_dim` sizes the state."""
+    with_hidden also the hidden states h_t [B, T, n, H]. `module.hidden_dim` sizes the state.
+
+    Modules built on `trunk` (they define `trunk_inputs`) take the fast path: everything
+    that does not depend on the hidden state -- fc1 and the GRU's input-side gate products
+    -- is one batched product over all steps, the scan keeps only the hidden-side product,
+    and the heads run once over all steps from the scanned states. Same numbers up to
+    float rounding (tests/test_nets.py)."""
+    if hasattr(module, "trunk_inputs"):
+        hs = _trunk_states(params["params"], module.trunk_inputs(inputs), module.hidden_dim)
+        h_prev = jnp.concatenate([jnp.zeros_like(hs[:, :1]), hs[:, :-1]], axis=1)
+        # One step of the whole module from every h_{t-1} at once: its heads (and the GRU
+        # step again, as one big batched product, so heads of any shape need no special case).
+        _, outs = module.apply(params, h_prev, inputs)
+        return (hs, outs) if with_hidden else outs
     b, _, n, _ = inputs.shape
 
     def step(h, x):
@@ -55,3 +73,32 @@ def unroll(module: nn.Module, params, inputs: jax.Array, with_hidden: bool = Fal
     _, (hs, outs) = jax.lax.scan(step, h0, jnp.swapaxes(inputs, 0, 1))
     outs = jnp.swapaxes(outs, 0, 1)
     return (jnp.swapaxes(hs, 0, 1), outs) if with_hidden else outs
+
+
+def _dense(p, x):
+    y = x @ p["kernel"]
+    return y + p["bias"] if "bias" in p else y
+
+
+def _trunk_states(p, x: jax.Array, hidden_dim: int) -> jax.Array:
+    """The trunk's hidden states h_t [B, T, n, H] for inputs x [B, T, n, D], computed as
+    Flax's GRUCell does (r, z gates; n = tanh(W_in x + r (W_hn h + b_hn))), with the
+    input side batched over time."""
+    x = jax.nn.relu(_dense(p["fc1"], x))
+    g = p["gru"]
+    w_i = jnp.concatenate([g["ir"]["kernel"], g["iz"]["kernel"], g["in"]["kernel"]], axis=-1)
+    b_i = jnp.concatenate([g["ir"]["bias"], g["iz"]["bias"], g["in"]["bias"]], axis=-1)
+    w_h = jnp.concatenate([g["hr"]["kernel"], g["hz"]["kernel"], g["hn"]["kernel"]], axis=-1)
+    pre = jnp.swapaxes(x @ w_i + b_i, 0, 1)  # [T, B, n, 3H]: every step's input side at once
+
+    def step(h, gi):
+        gh = h @ w_h  # [B, n, 3H]: the only product left inside the scan
+        r = jax.nn.sigmoid(gi[..., :hidden_dim] + gh[..., :hidden_dim])
+        z = jax.nn.sigmoid(gi[..., hidden_dim : 2 * hidden_dim] + gh[..., hidden_dim : 2 * hidden_dim])
+        n = jnp.tanh(gi[..., 2 * hidden_dim :] + r * (gh[..., 2 * hidden_dim :] + g["hn"]["bias"]))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    h0 = jnp.zeros((*pre.shape[1:-1], hidden_dim), pre.dtype)
+    _, hs = jax.lax.scan(step, h0, pre)
+    return jnp.swapaxes(hs, 0, 1)
