@@ -11,7 +11,7 @@ from types import ModuleType
 
 from omegaconf import DictConfig, OmegaConf
 
-from jlmarl.algos import hysteretic, i2q, limarl, lsf_sac, value_decomposition
+from jlmarl.algos import hysteretic, i2q, limarl, lsf_sac, mmsa, value_decomposition, vdfd
 from jlmarl.core.algo import Algo
 
 _REGISTRY: dict[str, tuple[ModuleType, dict]] = {
@@ -24,10 +24,19 @@ _REGISTRY: dict[str, tuple[ModuleType, dict]] = {
     "belief_i2q": (i2q, {"context": "belief"}),
     "rec_i2q": (i2q, {"context": "history"}),
     "rec_hyst_iql": (hysteretic, {}),
+    "mmsa": (mmsa, {}),
+    "vdfd": (vdfd, {}),
 }
 ALGOS = tuple(_REGISTRY)
 # The top-level config group holding a method's own keys (the rest are under `algo`).
-METHOD_GROUPS = {"limarl": "limarl", "lsf_sac": "lsf_sac", "masac": "lsf_sac", "belief_i2q": "belief_i2q"}
+METHOD_GROUPS = {
+    "limarl": "limarl",
+    "lsf_sac": "lsf_sac",
+    "masac": "lsf_sac",
+    "belief_i2q": "belief_i2q",
+    "mmsa": "mmsa",
+    "vdfd": "vdfd",
+}
 
 
 class UnknownAlgoError(ValueError):
