@@ -214,7 +214,7 @@ def external_signal_cases(b: Bench) -> None:
             ready = wait_for(lambda d=run_dir: len(steps(d)) >= 3, process)
         for sig in sigs:
             process.send_signal(sig)
-            time.sleep(0.05)
+            time.sleep(1.5)  # later than jlmarl.train._SAME_SIGNAL_S: a second request
         out, err = process.communicate(timeout=600)
         name = signal.Signals(sigs[0]).name
         if len(sigs) > 1:

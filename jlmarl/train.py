@@ -235,6 +235,10 @@ def _identity(cfg: DictConfig, saved_carry) -> dict:
 
 
 _hard_exit = os._exit  # the second signal's exit (tests replace it)
+# One stop request often arrives twice: `timeout` passes a signal to its child and to its
+# process group, and Ctrl-C reaches a run started by a wrapper from the terminal too.
+# Signals this soon after the first are that same request, not the second one.
+_SAME_SIGNAL_S = 1.0
 
 
 class _Signals:
@@ -250,8 +254,16 @@ class _Signals:
         self.code = 0
         self.previous = {}
         self.on_exit: list[Callable[[], None]] = []  # run before the second signal's exit
-        self.count = 0
+        self.first_at: float | None = None  # monotonic time of the first signal
         self.wakeup = None
+
+    def _is_second(self) -> bool:
+        """Records a signal; True if it is a second request (see _SAME_SIGNAL_S)."""
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
+            return False
+        return now - self.first_at >= _SAME_SIGNAL_S
 
     def _exit_now(self, signum):
         print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr, flush=True)
@@ -264,9 +276,13 @@ class _Signals:
         _hard_exit(128 + signum)
 
     def _handle(self, signum, frame):
-        if self.received:
+        # The watcher below records the signal first (the C handler writes to its pipe
+        # before this runs); this handler only sets the flag, or exits on a second request
+        # when the main thread got to it first.
+        if self.received and self._is_second():
             self._exit_now(signum)
-        self.received, self.code = signal.Signals(signum).name, 128 + signum
+        if not self.received:
+            self.received, self.code = signal.Signals(signum).name, 128 + signum
 
     def _watch(self, fd: int) -> None:
         # Python runs signal handlers in the main thread between bytecodes, so a second
@@ -275,11 +291,12 @@ class _Signals:
         # the GIL while it works) exits on the second.
         while (data := os.read(fd, 1)) and data[0]:
             if data[0] in (signal.SIGINT, signal.SIGTERM):
-                self.count += 1
-                if self.count >= 2:
+                first = self.first_at is None
+                if self._is_second():
                     self._exit_now(data[0])
-                name = signal.Signals(data[0]).name
-                print(f"\n{name}: stopping at the next safe point (again to exit at once)", flush=True)
+                if first:
+                    name = signal.Signals(data[0]).name
+                    print(f"\n{name}: stopping at the next safe point (again to exit at once)", flush=True)
         os.close(fd)
 
     def __enter__(self):

@@ -56,8 +56,12 @@ def at(n: int, action):
     return hook
 
 
-def send(sig):
-    return lambda: os.kill(os.getpid(), sig)
+def send(sig, times=1):
+    def hook():
+        for _ in range(times):
+            os.kill(os.getpid(), sig)
+
+    return hook
 
 
 def metrics(run_dir):
@@ -86,19 +90,21 @@ def reference(tmp_path_factory):
 
 def test_signals_at_every_phase_stop_cleanly_and_resume_exactly(reference, tmp_path, capsys, monkeypatch):
     """SIGINT/SIGTERM while training (right after a scheduled save: no second save of that
-    chunk), during a save, before the final evaluation and before the end-of-run plot;
-    each resume is the original command plus resume=true."""
+    chunk; delivered twice at once, as `timeout` does: one request), during a save, before
+    the final evaluation and before the end-of-run plot; each resume is the original
+    command plus resume=true."""
     run_dir = tmp_path / "r"
     command = [*TINY, f"run_dir={run_dir}"]
     resume = [*command, "resume=true"]
     cases = [
-        (command, "after_chunk", 2, signal.SIGINT, 130, 2),
-        (resume, "during_save", 1, signal.SIGTERM, 143, 3),
-        (resume, "before_eval", 1, signal.SIGINT, 130, 6),
-        ([*resume, "plot=true"], "before_plot", 1, signal.SIGTERM, 143, 6),
+        # args, point, at its n-th time, signal, sent how many times at once, exit, newest step
+        (command, "after_chunk", 2, signal.SIGINT, 2, 130, 2),
+        (resume, "during_save", 1, signal.SIGTERM, 1, 143, 3),
+        (resume, "before_eval", 1, signal.SIGINT, 1, 130, 6),
+        ([*resume, "plot=true"], "before_plot", 1, signal.SIGTERM, 1, 143, 6),
     ]
-    for args, point, n, sig, code, newest in cases:
-        monkeypatch.setattr(train, "FAULT_HOOKS", {point: at(n, send(sig))})
+    for args, point, n, sig, times, code, newest in cases:
+        monkeypatch.setattr(train, "FAULT_HOOKS", {point: at(n, send(sig, times))})
         got, _, err = main(capsys, *args)
         assert got == code, (point, err)
         name = signal.Signals(sig).name
@@ -152,6 +158,7 @@ def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkey
             raise SystemExit(code)
 
     monkeypatch.setattr(train, "_hard_exit", hard_exit)
+    monkeypatch.setattr(train, "_SAME_SIGNAL_S", 0.0)  # these two are separate requests
 
     def twice():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -160,12 +167,12 @@ def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkey
     monkeypatch.setattr(train, "FAULT_HOOKS", {"after_chunk": at(2, twice)})
     got, _, err = main(capsys, *TINY, f"run_dir={tmp_path / 'r'}")
     assert got == 143 and "SIGTERM again: exiting now" in err
-    # both the main thread's handler and the watcher (which exits even while XLA holds
-    # the main thread, e.g. compiling) exit on the second signal
+    # the watcher thread exits on the second signal even while XLA holds the main thread
+    # (compiling); the main thread's handler does too when it sees both signals
     for thread in threading.enumerate():
         if thread.name == "jlmarl-signals":
             thread.join(timeout=10)
-    assert sorted(exits) == [("MainThread", 143), ("jlmarl-signals", 143)]
+    assert ("jlmarl-signals", 143) in exits and {code for _, code in exits} == {143}
     assert steps(tmp_path / "r") == [1, 2]  # the newest checkpoint is complete
     assert not (tmp_path / "r" / ".lock").exists()
 
