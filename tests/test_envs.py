@@ -43,7 +43,8 @@ NAMES = [n for n in envs.names() if n not in host.HOST_NAMES]
 SMAX_SAMPLE = ["smax_3m", "smax_2s3z", "smax_corridor", "smax_protoss_5v5", "smax_smacv2_5_units"]
 ALL_SMAX_NAMES = [n for n in NAMES if n.startswith("smax_")]
 SMAX_NAMES = ALL_SMAX_NAMES if os.environ.get("JLMARL_TEST_ALL_MAPS") == "1" else SMAX_SAMPLE
-ROLLOUT_NAMES = [n for n in NAMES if not n.startswith("smax_")] + SMAX_NAMES
+# MuJoCo physics compiles for minutes on a CPU: tests/test_mamujoco.py rolls out one robot.
+ROLLOUT_NAMES = [n for n in NAMES if not n.startswith(("smax_", "mamujoco_"))] + SMAX_NAMES
 
 
 def _compile(lowered):
@@ -286,8 +287,8 @@ def test_listing_names_does_not_import_jaxmarl():
 def test_env_configs_construct():
     """configs/env/<name>.yaml: every key under env: but name is a constructor kwarg."""
     configs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "configs/env").glob("*.yaml"))}
-    ours = [n for n in NAMES if n.startswith(("smax_", "matrix_"))]
-    assert set(ours) <= set(configs), "a SMAX or matrix env without configs/env/<name>.yaml"
+    ours = [n for n in NAMES if n.startswith(("smax_", "matrix_", "lbf_", "mamujoco_"))]
+    assert set(ours) <= set(configs), "a SMAX, matrix, LBF or MuJoCo env without configs/env/<name>.yaml"
     for stem, cfg in configs.items():
         kwargs = dict(cfg["env"])
         assert kwargs.pop("name") == stem

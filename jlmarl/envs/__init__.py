@@ -7,6 +7,7 @@ from jlmarl.envs import (  # noqa: F401
     gathering,
     honeycomb,
     host,  # Python envs through host callbacks: SMAC, SMACv2, lbforaging, NumPy twin
+    lbf,  # Level-Based Foraging in JAX (lbforaging's rules)
     matrix,
     oracle,
     predator_prey,
