@@ -162,13 +162,25 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/smax_maps.json")
+    parser.add_argument("--merge", action="store_true", help="add to the maps already in --out")
     args = parser.parse_args(argv)
     if args.maps is None:  # imported here: --throughput-only A/B runs import an older jlmarl
         from jlmarl.envs.smax_maps import MAPS
 
         args.maps = list(MAPS)
 
+    out = Path(args.out)
     results = {}
+    if args.merge and out.exists():  # keep the maps an earlier run measured
+        results = json.loads(out.read_text())["maps"]
+        for row in results.values():  # JSON keys are strings
+            row["steps_per_s"] = {int(n): v for n, v in row["steps_per_s"].items()}
+    meta = {
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}",
+        "backend": jax.default_backend(),
+        "episodes": args.episodes,
+    }
     for m in args.maps:
         name = f"smax_{m}"
         row = {"steps_per_s": {n: throughput(name, n, args.steps, args.repeats) for n in args.envs}}
@@ -202,7 +214,11 @@ def main(argv=None):
                 low, high = v["ci95"]
                 rate, ret = v["rate"], v["return_mean"]
                 print(f"  {label:<20} win {rate:.3f} [{low:.3f}, {high:.3f}]  return {ret:.2f}", flush=True)
+        row["run"] = {**meta, "load_average": os.getloadavg()}  # shared machine: read steps/s with it
         results[name] = row
+        if not args.throughput_only:  # after every map, so an interrupted run keeps its maps
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"meta": meta, "maps": results}, indent=1))
 
     print()
     header = f"{'map':<24}" + "".join(f"{f'{n} envs/s':>14}" for n in args.envs)
@@ -210,8 +226,10 @@ def main(argv=None):
         header += "".join(f"{p:>16}" for p in POLICIES)
     print(header)
     for name, row in results.items():
-        line = f"{name:<24}" + "".join(f"{row['steps_per_s'][n]:>14,.0f}" for n in args.envs)
-        if "win_rate" in row:
+        line = f"{name:<24}" + "".join(
+            f"{row['steps_per_s'].get(n, float('nan')):>14,.0f}" for n in args.envs
+        )
+        if "win_rate" in row and all(p in row["win_rate"] for p in POLICIES):
             line += "".join(f"{row['win_rate'][p]['rate']:>16.3f}" for p in POLICIES)
         print(line)
     if "smax_corridor" in results and "win_rate" in results["smax_corridor"]:
@@ -221,15 +239,6 @@ def main(argv=None):
             print(f"corridor {label:<20} {wr[label]['rate']:.3f} [{low:.3f}, {high:.3f}]")
 
     if not args.throughput_only:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}",
-            "backend": jax.default_backend(),
-            "episodes": args.episodes,
-        }
-        out.write_text(json.dumps({"meta": meta, "maps": results}, indent=1))
         print(f"wrote {out}")
 
 
