@@ -2,6 +2,15 @@
 
     python benchmarks/belief_i2q.py                       # the full version (5 seeds, 20k episodes per run)
     python benchmarks/belief_i2q.py --episodes 2000 --belief-steps 1000 --envs oracle   # a short one
+    python benchmarks/belief_i2q.py --grid --episodes 10000 --envs oracle oracle_shared \
+        --out benchmarks/results/belief_i2q_grid     # issue 19's comparison (resumable)
+
+Every finished (env, algo, variant) run is written to <out>/runs/<env>__<algo>__<variant>.json
+and reused by a rerun with the same settings, so an interrupted sweep continues where it
+stopped (a run in progress starts again). --grid adds, for belief_i2q and rec_i2q, the
+2 x 2 of Qss context {on, off} x f-error reduction {sum, mean} (the defaults, off and mean,
+are the paper's and run first); --transitions K trains on K uniformly drawn transitions per
+update (algo.transitions; the paper's code: 128) instead of whole episodes.
 
 For each env (oracle, honeycomb by default):
 1. pre-trains the belief model once (jlmarl.pretrain_belief, uniform random policy,
@@ -11,7 +20,8 @@ For each env (oracle, honeycomb by default):
    program each, for exactly --episodes episodes per seed (the same for every method:
    chunks of num_envs episodes, not env steps), evaluating greedily every
    --eval-every episodes on test_episodes episodes; the training regime is the
-   paper's (ENGINE below: ten updates per episode, epsilon 0.6 -> 0 over the run);
+   public code's update rate (ENGINE below: ten updates per episode, epsilon 0.6 -> 0 over
+   the run), on whole episodes unless --transitions;
 3. writes the curves (mean and 95% t-interval over seeds of the greedy test return,
    against episodes) as PNG and JSON, and prints per method the final return (each
    seed's mean over the evaluations in the last --final-frac of training: one
@@ -47,9 +57,10 @@ from jlmarl.train import build
 
 ALGOS = ("belief_i2q", "rec_i2q", "rec_hyst_iql")
 SHOWN = ("test_return_mean",)  # printed and stored per seed; the other test metrics as means
-# The paper's training regime (its public code): ten updates of ~128 transitions per
-# episode (here 4 episodes, ~100-160 agent transitions), Polyak targets, and epsilon
-# falling linearly from 0.6 towards 0 over episodes x episode_limit steps (set per run).
+# The public code's update rate, not its whole regime: ten updates per episode, Polyak
+# targets, epsilon falling linearly from 0.6 towards 0 over episodes x episode_limit steps
+# (set per run); each update on 4 whole episodes (~100-160 agent transitions), or on
+# --transitions uniformly drawn ones (the public code: 128) from a batch of 32 episodes.
 ENGINE = ["num_envs=16", "episodes_per_update=0.1", "batch_size=4", "buffer_size=5000", "test_episodes=32"]
 ORACLES = ("oracle", "oracle_shared")  # the belief table is theirs
 RANDOM_START_ENVS = ORACLES  # belief data from random starts, as the paper collects it
@@ -63,6 +74,26 @@ def ci95(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return mean, np.zeros_like(mean)
     half = stats.t.ppf(0.975, n - 1) * values.std(0, ddof=1) / np.sqrt(n)
     return mean, half
+
+
+# (variant name, overrides) of issue 19's 2 x 2, for belief_i2q and rec_i2q; the first is the default.
+GRID = (
+    ("qss_o_f_mean", ["algo.qss_context=false", "algo.f_error=mean"]),
+    ("qss_o_f_sum", ["algo.qss_context=false", "algo.f_error=sum"]),
+    ("qss_oc_f_mean", ["algo.qss_context=true", "algo.f_error=mean"]),
+    ("qss_oc_f_sum", ["algo.qss_context=true", "algo.f_error=sum"]),
+)
+
+
+def jobs(envs_: list[str], algos: list[str], grid: bool) -> list[tuple[str, str, str, list[str]]]:
+    """(env, algo, variant, overrides) in the order they run: every method at its
+    defaults first, then the rest of the grid."""
+    out = []
+    for env in envs_:
+        out += [(env, algo, "default", []) for algo in algos]
+        if grid:
+            out += [(env, a, v, o) for v, o in GRID[1:] for a in algos if a in ("belief_i2q", "rec_i2q")]
+    return out
 
 
 def belief_checkpoint(env: str, args, out: Path) -> tuple[Path, dict]:
@@ -89,7 +120,7 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
         f"num_seeds={args.seeds}",
         f"seed={args.seed}",
         "progress=false",
-        *ENGINE,
+        *(e for e in ENGINE if e.split("=")[0] not in {x.split("=")[0] for x in extra}),
         "algo.epsilon_finish=0.0",
         f"algo.epsilon_anneal_steps={args.episodes * envs.make(env).spec.episode_limit}",
         *extra,
@@ -254,40 +285,72 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/belief_i2q"))
     parser.add_argument("--json", type=Path, default=None, help="summary JSON (default: <out>/summary.json)")
+    parser.add_argument("--grid", action="store_true", help="also the 2 x 2 Qss context x f-error grid")
+    parser.add_argument(
+        "--transitions", type=int, default=0, help="K > 0: train on K uniform transitions per update"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value run-config overrides")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "belief": {}, "curves": []}
-    for env in args.envs:
-        ckpt, metrics = belief_checkpoint(env, args, args.out)
-        result["belief"][env] = {
-            "checkpoint": str(ckpt),
-            "belief_error_by_t": metrics["belief_error_by_t"],
-            "kl_by_t": metrics["kl_by_t"],
-            "prior_mean_error": metrics["prior_mean_error"],
+    runs = args.out / "runs"
+    runs.mkdir(exist_ok=True)
+    summary = args.json or args.out / "summary.json"
+    drawn = [f"algo.transitions={args.transitions}", "batch_size=32"] if args.transitions else []
+    extra = [*drawn, *args.overrides]
+    for env, algo, variant, overrides in jobs(args.envs, args.algos, args.grid):
+        if env not in result["belief"]:
+            ckpt, metrics = belief_checkpoint(env, args, args.out)
+            result["belief"][env] = {
+                "checkpoint": str(ckpt),
+                "belief_error_by_t": metrics["belief_error_by_t"],
+                "kl_by_t": metrics["kl_by_t"],
+                "prior_mean_error": metrics["prior_mean_error"],
+            }
+            if env in ORACLES:
+                result["belief"][env]["table"] = oracle_belief_table(
+                    env, ckpt, args.table_episodes, args.seed
+                )
+        path = runs / f"{env}__{algo}__{variant}.json"
+        settings = {
+            "episodes": args.episodes,
+            "seeds": args.seeds,
+            "seed": args.seed,
+            "extra": [*extra, *overrides],
         }
-        if env in ORACLES:
-            result["belief"][env]["table"] = oracle_belief_table(env, ckpt, args.table_episodes, args.seed)
-        for algo in args.algos:
-            result["curves"].append(train_curves(algo, env, ckpt, args, args.overrides))
-            (args.json or args.out / "summary.json").write_text(json.dumps(result, indent=1))
-    plot(result["curves"], args.out / "curves.png")
-    (args.json or args.out / "summary.json").write_text(json.dumps(result, indent=1))
+        if path.exists() and json.loads(path.read_text()).get("settings") == settings:
+            print(f"[{env} {algo} {variant}] reusing {path}", flush=True)
+            curve = json.loads(path.read_text())
+        else:
+            curve = train_curves(
+                algo, env, Path(result["belief"][env]["checkpoint"]), args, [*extra, *overrides]
+            )
+            curve.update(variant=variant, settings=settings)
+            path.write_text(json.dumps(curve, indent=1))
+        result["curves"].append(curve)
+        summary.write_text(json.dumps(result, indent=1))
+    plot([c for c in result["curves"] if c.get("variant", "default") == "default"], args.out / "curves.png")
+    summary.write_text(json.dumps(result, indent=1))
     print_summary(result)
 
 
 def print_summary(result: dict) -> None:
     print(
-        f"\n{'env':<10} {'algo':<14} {'episodes':>8} {'final return (95% CI)':>22} "
+        f"\n{'env':<10} {'algo':<28} {'episodes':>8} {'final return (95% CI)':>22} "
         f"{'mean over training':>20} {'env steps':>10}"
     )
     for c in result["curves"]:
         (m, h), (a, ah) = c["final_return"], c["auc_return"]
-        row = f"{c['env']:<10} {c['algo']:<14} {c['episodes'][-1]:>8} {m:>12.3f} ± {h:<7.3f} "
+        name = c["algo"] + ("" if c.get("variant", "default") == "default" else f" {c['variant']}")
+        row = f"{c['env']:<10} {name:<28} {c['episodes'][-1]:>8} {m:>12.3f} ± {h:<7.3f} "
         print(row + f"{a:>10.3f} ± {ah:<7.3f} {c['env_steps_mean'][-1]:>10.0f}")
     for env in result["belief"]:
-        by_algo = {c["algo"]: c for c in result["curves"] if c["env"] == env}
+        by_algo = {
+            c["algo"]: c
+            for c in result["curves"]
+            if c["env"] == env and c.get("variant", "default") == "default"
+        }
         if {"belief_i2q", "rec_i2q"} <= by_algo.keys():
             (b, bh), (r, rh) = by_algo["belief_i2q"]["final_return"], by_algo["rec_i2q"]["final_return"]
             verdict = "above" if b - bh > r + rh else "below" if b + bh < r - rh else "not separated from"

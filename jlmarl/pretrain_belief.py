@@ -90,6 +90,7 @@ def pretrain(cfg: DictConfig, log_every: int = 500, env: Env | None = None) -> d
     label = ev["label"][:, 0]
     metrics = {
         "belief_error_by_t": ev["belief_error"].tolist(),
+        "belief_std_by_t": ev["belief_std"].tolist(),
         "recon_by_t": ev["recon"].tolist(),
         "kl_by_t": ev["kl"].tolist(),
         "count_by_t": ev["count"].tolist(),

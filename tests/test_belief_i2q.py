@@ -18,7 +18,7 @@ import pytest
 from jlmarl.algos import hysteretic, i2q
 from jlmarl.algos.belief_model import collect_episodes, evaluate_belief, load_belief
 from jlmarl.algos.hysteretic import hysteretic_td_loss, hysteretic_weights
-from jlmarl.algos.i2q import I2QNets, i2q_losses
+from jlmarl.algos.i2q import I2QNets, episode_transitions, i2q_losses, sample_transitions
 from jlmarl.config import ConfigError
 from jlmarl.core.algo import AlgoConfigError
 from jlmarl.envs.matrix import THREE_STATE_PAYOFF, MatrixGame
@@ -33,7 +33,9 @@ TINY_ALGO = {
     "lr": 1e-3,
     "tau": 0.005,
     "lambda_f": 0.1,
-    "qss_context": True,
+    "qss_context": False,
+    "f_error": "mean",
+    "transitions": 0,
     "hidden_dim": 8,
     "grad_norm_clip": 10.0,
     "epsilon_start": 0.6,
@@ -146,12 +148,11 @@ def test_f_loss_moves_only_f_and_pushes_it_toward_higher_qss():
     params = jax.jit(nets.init, static_argnums=(1, 2))(jax.random.PRNGKey(0), 2, 3)
     batch = random_batch()
     ctx = jax.random.normal(jax.random.PRNGKey(2), (*batch.obs.shape[:3], 3))
+    tr = episode_transitions(batch, ctx)
 
     @jax.jit
     def f_loss_grad(p, lambda_f):
-        return jax.grad(
-            lambda q: i2q_losses(nets, q, params["qss"], ctx, batch, 0.99, lambda_f)[0]["f"].sum()
-        )(p)
+        return jax.grad(lambda q: i2q_losses(nets, q, params["qss"], tr, 0.99, lambda_f)[0]["f"].sum())(p)
 
     g = f_loss_grad(params, 1.0)
     assert float(optax.tree.norm(g["f"])) > 0
@@ -168,6 +169,89 @@ def test_f_loss_moves_only_f_and_pushes_it_toward_higher_qss():
         return (nets.qss_value(params["qss"], o, c, f) * batch.mask[..., None]).sum()
 
     assert float(total_qss(stepped)) > float(total_qss(params["f"]))
+
+
+def test_f_error_is_averaged_over_observation_dims():
+    """f's parameters zeroed: f(o, c, a) = 0, so with lambda_f = 0 L_f is, by hand, the mean
+    over real steps of mean_k o'_k^2 (the paper's MSELoss); `sum` is obs_dim = 3 times that."""
+    nets = I2QNets(obs_dim=3, n_actions=3, hidden_dim=8)
+    params = nets.init(jax.random.PRNGKey(0), 2, 1)
+    params["f"] = jax.tree.map(jnp.zeros_like, params["f"])
+    obs = np.arange(2 * 3 * 2 * 3, dtype=np.float32).reshape(2, 3, 2, 3) / 10.0  # [B=2, T+1=3, n=2, 3]
+    mask = np.array([[1.0, 1.0], [1.0, 0.0]], np.float32)  # 3 real steps
+    tr = episode_transitions(
+        random_batch(2).replace(
+            obs=jnp.asarray(obs),
+            mask=jnp.asarray(mask),
+            actions=jnp.zeros((2, 2, 2), jnp.int32),
+            reward=jnp.zeros((2, 2)),
+            terminated=jnp.zeros((2, 2), bool),
+            avail=jnp.ones((2, 3, 2, 3), bool),
+        ),
+        jnp.zeros((2, 3, 2, 1)),
+    )
+    next_obs = obs[:, 1:]  # [2, 2, 2, 3]
+    real = mask > 0
+    by_hand = (next_obs[real] ** 2).mean(-1).mean(0)  # [n]: mean over real steps of mean over dims
+    losses, _ = i2q_losses(nets, params, params["qss"], tr, 0.99, 0.0)
+    np.testing.assert_allclose(losses["f"], by_hand, rtol=1e-6)
+    summed, _ = i2q_losses(nets, params, params["qss"], tr, 0.99, 0.0, f_error="sum")
+    np.testing.assert_allclose(summed["f"], 3 * by_hand, rtol=1e-6)
+
+
+def test_drawn_transitions_are_real_steps_with_their_whole_episode_context():
+    batch = random_batch(4)
+    b, t = batch.mask.shape
+    # a context that names its position: ctx[e, s] = 100 e + s at every agent
+    code = (100.0 * jnp.arange(b)[:, None] + jnp.arange(t + 1)[None, :])[..., None, None]
+    ctx = jnp.broadcast_to(code, (b, t + 1, 2, 1))
+    batch = batch.replace(mask=batch.mask.at[:, 3:].set(False))  # 3 real steps per episode
+    tr = sample_transitions(jax.random.PRNGKey(0), batch, ctx, 1200)
+    e, s = np.divmod(np.asarray(tr.ctx[:, 0, 0]).astype(int), 100)
+    assert s.max() <= 2  # only real steps are drawn
+    np.testing.assert_array_equal(np.asarray(tr.ctx_next[:, 0, 0]), 100 * e + s + 1)  # c' is at t + 1
+    np.testing.assert_array_equal(np.asarray(tr.obs), np.asarray(batch.obs)[e, s])
+    counts = np.bincount(e * 3 + s, minlength=12)
+    assert counts.min() > 100 - 4 * 10 and counts.max() < 100 + 4 * 10  # uniform: 1200 / 12 each, sd ~9.6
+
+
+def test_the_belief_is_the_decoders_mean_and_log_variance(phase_belief):
+    from jlmarl.nets.belief import BeliefModel, gaussian_nll, sample_belief
+
+    # -log N(x; mu, e^logvar) without the constant, by hand: x = (1, 2), mu = 0, var = (1, 4)
+    np.testing.assert_allclose(
+        gaussian_nll(jnp.array([1.0, 2.0]), jnp.zeros(2), jnp.log(jnp.array([1.0, 4.0]))),
+        0.5 * (1.0 + 0.0 + 4.0 / 4.0 + np.log(4.0)),
+        rtol=1e-6,
+    )
+    model, params, _ = load_belief(phase_belief[0], ENV.spec)
+    h = jax.random.normal(jax.random.PRNGKey(0), (5, model.hidden_dim))
+    # temperature 0: z is the prior's mean, so the belief is the decoding of it, both heads
+    mu_p, _ = model.apply(params, h, method=BeliefModel.prior)
+    mean, logvar = model.apply(params, h, mu_p, method=BeliefModel.decode)
+    belief = sample_belief(model, params, h, jax.random.PRNGKey(1), 2, 0.0)
+    assert belief.shape == (5, 2 * 3)
+    np.testing.assert_allclose(belief, jnp.concatenate([mean, logvar], -1), rtol=1e-6)
+    assert float(jnp.abs(logvar).max()) > 0  # the variance head is trained, not a constant 0
+
+
+def test_a_belief_checkpoint_from_before_the_variance_head_is_refused(phase_belief, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(phase_belief[0], old)
+    meta = json.loads((old / "belief.json").read_text())
+    del meta["format"]
+    (old / "belief.json").write_text(json.dumps(meta))
+    with pytest.raises(AlgoConfigError, match="format-1 belief model .* pre-train it again"):
+        load_belief(old, ENV.spec)
+
+
+def test_qss_reads_o_and_o_next_by_default_for_both_methods(make_cfg):
+    for name in ("belief_i2q", "rec_i2q"):
+        cfg = make_cfg(f"algo={name}", "env=oracle")
+        assert cfg.algo.qss_context is False and cfg.algo.f_error == "mean" and cfg.algo.transitions == 0
+    assert I2QNets(obs_dim=2, n_actions=3, hidden_dim=8).qss_context is False
 
 
 @pytest.mark.parametrize("qss_context", [True, False])

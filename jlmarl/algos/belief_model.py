@@ -37,6 +37,9 @@ from jlmarl.nets.belief import (
 
 META_FILE = "belief.json"
 PARAMS_DIR = "params"
+# 2: the decoder has a variance head (Gaussian likelihood) and the belief is its mean and
+# log-variance; format-1 models (unit-variance decoder, mean-only belief) are refused.
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +89,11 @@ def collect_episodes(env: Env, key: jax.Array, n_episodes: int) -> EpisodeBatch:
 def belief_loss(model: BeliefModel, params, spec: EnvSpec, batch: EpisodeBatch, key, kl_weight: float):
     h = unroll_history(model, params, episode_history_inputs(batch.obs, batch.actions, spec.n_actions))
     label = jnp.broadcast_to(hidden_labels(batch.state, spec)[:, :, None], (*h.shape[:-1], model.label_dim))
-    recon, kl = cvae_terms(model, params, h, label, key)
-    valid = jnp.broadcast_to(_valid_positions(batch)[..., None], recon.shape)
+    nll, sq, kl = cvae_terms(model, params, h, label, key)
+    valid = jnp.broadcast_to(_valid_positions(batch)[..., None], nll.shape)
     count = jnp.maximum(valid.sum(), 1.0)
-    recon_mean, kl_mean = (recon * valid).sum() / count, (kl * valid).sum() / count
-    return recon_mean + kl_weight * kl_mean, {"recon": recon_mean, "kl": kl_mean}
+    nll_mean, sq_mean, kl_mean = ((x * valid).sum() / count for x in (nll, sq, kl))
+    return nll_mean + kl_weight * kl_mean, {"nll": nll_mean, "recon": sq_mean, "kl": kl_mean}
 
 
 def train_belief(
@@ -148,9 +151,11 @@ def evaluate_belief(
     temperature: float,
 ) -> dict[str, np.ndarray]:
     """Per time step t (observations 0..T), averaged over valid (episode, agent) pairs:
-    belief_error (belief vs true hidden state, squared error summed over the hidden
-    entries), recon (posterior reconstruction error), kl; and count (valid pairs).
-    Also belief [B, T+1, n, L] and label [B, T+1, L] for env-specific tables."""
+    belief_error (the belief's mean vs the true hidden state, squared error summed over
+    the hidden entries), belief_std (the belief's decoded standard deviation, mean over
+    the entries), recon (posterior reconstruction error), kl; and count (valid pairs).
+    Also belief [B, T+1, n, L] (its mean part) and label [B, T+1, L] for env-specific
+    tables."""
     out = _evaluate(model, params, spec, batch, key, samples, temperature)
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -160,15 +165,16 @@ def _evaluate(model, params, spec, batch, key, samples, temperature):
     k_belief, k_post = jax.random.split(key)
     h = unroll_history(model, params, episode_history_inputs(batch.obs, batch.actions, spec.n_actions))
     label = hidden_labels(batch.state, spec)
-    belief = sample_belief(model, params, h, k_belief, samples, temperature)
+    belief, belief_logvar = jnp.split(sample_belief(model, params, h, k_belief, samples, temperature), 2, -1)
     label_n = jnp.broadcast_to(label[:, :, None], belief.shape)
-    recon, kl = cvae_terms(model, params, h, label_n, k_post)
+    _, recon, kl = cvae_terms(model, params, h, label_n, k_post)
     err = ((belief - label_n) ** 2).sum(-1)
     valid = jnp.broadcast_to(_valid_positions(batch)[..., None], err.shape)
     count = valid.sum(axis=(0, 2))
     by_t = lambda x: (x * valid).sum(axis=(0, 2)) / jnp.maximum(count, 1.0)  # noqa: E731
     return {
         "belief_error": by_t(err),
+        "belief_std": by_t(jnp.exp(0.5 * belief_logvar).mean(-1)),
         "recon": by_t(recon),
         "kl": by_t(kl),
         "count": count,
@@ -189,6 +195,7 @@ def save_belief(path: str | Path, params, meta: dict) -> Path:
 
 def belief_meta(spec: EnvSpec, bcfg: BeliefConfig, metrics: dict | None = None) -> dict:
     return {
+        "format": FORMAT_VERSION,
         "env": spec.name,
         "n_agents": spec.n_agents,
         "obs_dim": spec.obs_dim,
@@ -212,6 +219,12 @@ def load_belief(path: str | Path, spec: EnvSpec) -> tuple[BeliefModel, Any, dict
             "or point belief_i2q.checkpoint at an existing one"
         )
     meta = json.loads((path / META_FILE).read_text())
+    if meta.get("format", 1) != FORMAT_VERSION:
+        raise AlgoConfigError(
+            f"belief_i2q.checkpoint={path} holds a format-{meta.get('format', 1)} belief model (decoder "
+            f"without a variance head), which this version cannot use; pre-train it again with "
+            f"`python -m jlmarl.pretrain_belief env={spec.name} belief_i2q.checkpoint=<new folder>`"
+        )
     expected = {
         "obs_dim": spec.obs_dim,
         "n_actions": spec.n_actions,

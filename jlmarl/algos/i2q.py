@@ -2,27 +2,33 @@
 
 Each agent learns alone from its own observation o, its own action a, the shared
 reward and a context c: the belief b of a frozen, pre-trained belief model
-(`belief_i2q`, see jlmarl.algos.belief_model) or the output of its own trained GRU
-over [o_t, onehot(a_{t-1})] (`rec_i2q`). Three networks per agent, no
-parameter sharing, no mixer, no central critic; the global state is never read
-(belief_i2q only ever saw it as a label, offline):
+(`belief_i2q`, see jlmarl.algos.belief_model: the decoder's mean and log-variance)
+or the output of its own trained GRU over [o_t, onehot(a_{t-1})] (`rec_i2q`). Three
+networks per agent, no parameter sharing, no mixer, no central critic; the global
+state is never read (belief_i2q only ever saw it as a label, offline):
 
-    Qss(o, c, o')  value of moving from o to o' (in context c)
+    Qss(o, o')     value of moving from o to o'
     f(o, c, a)     predicted ideal next observation
     Q(o, c)[a]     the action values the agent acts on (epsilon-greedy)
 
-Losses per transition (o, c, a, r, o', c', d), averaged over each agent's steps:
+Losses per transition (o, c, a, r, o', c', d), averaged over the transitions of each agent:
 
-    L_f   = -lambda_f Qss(o, c, f(o, c, a)) + ||o' - f(o, c, a)||^2             (updates f)
-    L_Qss = (Qss(o, c, o') - [r + gamma (1 - d) Qss_tgt(o', c', f(o', c', a*))])^2,
+    L_f   = -lambda_f Qss(o, f(o, c, a)) + mean_k (o' - f(o, c, a))_k^2            (updates f)
+    L_Qss = (Qss(o, o') - [r + gamma (1 - d) Qss_tgt(o', f(o', c', a*))])^2,
             a* = argmax over available a' of Q(o', c')[a']                        (updates Qss)
-    L_Q   = (Q(o, c)[a] - max(Qss_tgt(o, c, o'), Qss_tgt(o, c, f(o, c, a))))^2   (updates Q)
+    L_Q   = (Q(o, c)[a] - max(Qss_tgt(o, o'), Qss_tgt(o, f(o, c, a))))^2          (updates Q)
 
-Qss reads the context (`qss_context=true`, the default). The spec's literal Qss(o, o')
-(`qss_context=false`) cannot tell where the value lies when the observation does not say
-it: on oracle, Qss(position, next position) averages over the three boxes, so both Q's
-target and f's ascent direction are blind to the belief, and the belief can change
-nothing. I2Q's Qss(s, s') takes the agent's state; here that state is (o, c).
+f's squared error is averaged over observation dims, as the public code's
+MSELoss(reduction="mean") (`f_error=sum` keeps our earlier sum, obs_dim times
+stronger against the optimism term). Qss reads (o, o') as in the paper's code;
+`qss_context=true` makes it read Qss(o, c, o') for both methods alike (our extension:
+on oracle, Qss(position, next position) averages over the three boxes).
+
+Each update trains on the sampled whole episodes, or (`transitions=K`, the public
+code's regime) on K (episode, t) pairs drawn uniformly over the batch's real steps.
+The context of a drawn transition is computed exactly as for whole episodes: the
+recurrent model is unrolled over each sampled episode from its start and read at t
+and t+1 (no cheaper approximation).
 
 Only the network named after a loss moves with it (the others enter through
 stop_gradient); rec_i2q's GRU learns from all three losses (through c, except the
@@ -74,6 +80,51 @@ from jlmarl.nets.per_agent import (
 )
 
 CONTEXTS = ("belief", "history")
+F_ERRORS = ("mean", "sum")
+
+
+@struct.dataclass
+class Transitions:
+    """Per-agent transitions; every field has leading axes [...] (episodes [B, T] or
+    drawn transitions [K]) then the agent axis n."""
+
+    obs: jax.Array  # [..., n, obs]
+    ctx: jax.Array  # [..., n, C]
+    actions: jax.Array  # int [..., n]
+    reward: jax.Array  # [..., n]
+    obs_next: jax.Array  # [..., n, obs]
+    ctx_next: jax.Array  # [..., n, C]
+    avail_next: jax.Array  # [..., n, A]
+    cont: jax.Array  # [..., n] 1 - terminated
+    mask: jax.Array  # [..., n] 1 for a real step
+
+
+def episode_transitions(batch: EpisodeBatch, ctx: jax.Array) -> Transitions:
+    """Every step of the batch: fields [B, T, n, ...]. ctx [B, T+1, n, C]."""
+    shape = batch.actions.shape  # [B, T, n]
+    per_agent = lambda x: jnp.broadcast_to(x[..., None], shape).astype(jnp.float32)  # noqa: E731
+    return Transitions(
+        obs=batch.obs[:, :-1],
+        ctx=ctx[:, :-1],
+        actions=batch.actions,
+        reward=per_agent(batch.reward),
+        obs_next=batch.obs[:, 1:],
+        ctx_next=ctx[:, 1:],
+        avail_next=batch.avail[:, 1:],
+        cont=1.0 - per_agent(batch.terminated),
+        mask=per_agent(batch.mask),
+    )
+
+
+def sample_transitions(key: jax.Array, batch: EpisodeBatch, ctx: jax.Array, k: int) -> Transitions:
+    """k (episode, t) pairs drawn uniformly, with replacement, over the batch's real
+    steps: fields [k, n, ...]. The context is read from ctx [B, T+1, n, C], computed over
+    whole episodes, so each drawn transition's context is exact."""
+    every = episode_transitions(batch, ctx)
+    b, t = batch.mask.shape
+    logits = jnp.where(batch.mask.reshape(-1) > 0, 0.0, -jnp.inf)
+    idx = jax.random.categorical(key, logits, shape=(k,))
+    return jax.tree.map(lambda x: x.reshape(b * t, *x.shape[2:])[idx], every)
 
 
 @struct.dataclass
@@ -100,7 +151,7 @@ class I2QNets:
     obs_dim: int
     n_actions: int
     hidden_dim: int
-    qss_context: bool = True  # Qss(o, c, o') rather than the spec's literal Qss(o, o')
+    qss_context: bool = False  # Qss(o, c, o') rather than the paper's Qss(o, o')
 
     @property
     def q(self) -> MLP:
@@ -144,48 +195,45 @@ def i2q_losses(
     nets: I2QNets,
     params: dict,
     target_qss,
-    ctx: jax.Array,
-    batch: EpisodeBatch,
+    tr: Transitions,
     gamma: float,
     lambda_f: float,
+    f_error: str = "mean",
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """The three losses of the module docstring, each averaged over every agent's own
-    steps: ({"f", "qss", "q"} each [n_agents], metrics). ctx [B, T+1, n, C] is the
-    context at every observation (differentiable for rec_i2q)."""
+    transitions: ({"f", "qss", "q"} each [n_agents], metrics). The contexts in `tr` are
+    differentiable for rec_i2q. f_error: "mean" (the paper's code) or "sum" over obs dims."""
     sg = jax.lax.stop_gradient
-    o, o_next = batch.obs[:, :-1], batch.obs[:, 1:]  # [B, T, n, obs]
-    c, c_next = ctx[:, :-1], ctx[:, 1:]
-    shape = batch.actions.shape  # [B, T, n]
-    mask = jnp.broadcast_to(batch.mask[..., None], shape).astype(jnp.float32)
-    reward = jnp.broadcast_to(batch.reward[..., None], shape)
-    cont = 1.0 - jnp.broadcast_to(batch.terminated[..., None], shape).astype(jnp.float32)
-    count = jnp.maximum(mask.sum(axis=(0, 1)), 1.0)  # [n]
+    o, o_next, c, c_next = tr.obs, tr.obs_next, tr.ctx, tr.ctx_next
+    lead = tuple(range(tr.mask.ndim - 1))  # every axis but the agents'
+    count = jnp.maximum(tr.mask.sum(axis=lead), 1.0)  # [n]
 
-    def per_agent_mean(x):  # [B, T, n] -> [n]
-        return (x * mask).sum(axis=(0, 1)) / count
+    def per_agent_mean(x):  # [..., n] -> [n]
+        return (x * tr.mask).sum(axis=lead) / count
 
-    f_pred = nets.f_predict(params["f"], o, c, batch.actions)
-    f_err = ((o_next - f_pred) ** 2).sum(-1)
+    f_pred = nets.f_predict(params["f"], o, c, tr.actions)
+    sq = (o_next - f_pred) ** 2
+    f_err = sq.mean(-1) if f_error == "mean" else sq.sum(-1)
     f_value = nets.qss_value(sg(params["qss"]), o, sg(c), f_pred)
     loss_f = per_agent_mean(-lambda_f * f_value + f_err)
 
-    a_next = masked_argmax(nets.q_values(sg(params["q"]), o_next, sg(c_next)), batch.avail[:, 1:])
+    a_next = masked_argmax(nets.q_values(sg(params["q"]), o_next, sg(c_next)), tr.avail_next)
     f_next = nets.f_predict(sg(params["f"]), o_next, sg(c_next), a_next)
-    y_ss = reward + gamma * cont * nets.qss_value(target_qss, o_next, sg(c_next), f_next)
+    y_ss = tr.reward + gamma * tr.cont * nets.qss_value(target_qss, o_next, sg(c_next), f_next)
     qss = nets.qss_value(params["qss"], o, c, o_next)
     loss_qss = per_agent_mean((qss - sg(y_ss)) ** 2)
 
     y_q = jnp.maximum(
         nets.qss_value(target_qss, o, sg(c), o_next), nets.qss_value(target_qss, o, sg(c), sg(f_pred))
     )
-    q_taken = jnp.take_along_axis(nets.q_values(params["q"], o, c), batch.actions[..., None], -1)[..., 0]
+    q_taken = jnp.take_along_axis(nets.q_values(params["q"], o, c), tr.actions[..., None], -1)[..., 0]
     loss_q = per_agent_mean((q_taken - sg(y_q)) ** 2)
 
     metrics = {
         "loss_f": loss_f.mean(),
         "loss_qss": loss_qss.mean(),
         "loss_q": loss_q.mean(),
-        "f_error": per_agent_mean(f_err).mean(),
+        "f_error": per_agent_mean(sq.mean(-1)).mean(),  # per obs dim, whatever the loss's reduction
         "qss_mean": per_agent_mean(qss).mean(),
         "q_taken_mean": per_agent_mean(q_taken).mean(),
         "target_mean": per_agent_mean(y_q).mean(),
@@ -225,13 +273,16 @@ def build(
         else:
             bmodel, bparams = belief
         samples, temperature = int(method["samples"]), float(method["temperature"])
-        ctx_dim, actor_dim = bmodel.label_dim, bmodel.hidden_dim
+        ctx_dim, actor_dim = bmodel.belief_dim, bmodel.hidden_dim
         encoder = None
     else:
         encoder = RNNAgent(hidden_dim=hidden, n_actions=hidden)  # its "Q head" is the context projection
         ctx_dim, actor_dim = hidden, hidden
 
     nets = I2QNets(obs_dim, n_actions, hidden, bool(cfg["qss_context"]))
+    f_error, n_transitions = str(cfg["f_error"]), int(cfg["transitions"])
+    if f_error not in F_ERRORS:
+        raise AlgoConfigError(f"algo.f_error must be one of {F_ERRORS}, got {f_error!r}")
 
     def init(key):
         k_nets, k_enc = jax.random.split(key)
@@ -274,10 +325,15 @@ def build(
 
     def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
         del ctx  # no clock-dependent schedule
+        k_ctx, k_draw = jax.random.split(key)
 
         def loss_fn(params):
-            ctx = episode_context(ts, params, batch, key)
-            losses, metrics = i2q_losses(nets, params, ts.target_qss, ctx, batch, gamma, lambda_f)
+            c = episode_context(ts, params, batch, k_ctx)
+            if n_transitions > 0:
+                tr = sample_transitions(k_draw, batch, c, n_transitions)
+            else:
+                tr = episode_transitions(batch, c)
+            losses, metrics = i2q_losses(nets, params, ts.target_qss, tr, gamma, lambda_f, f_error)
             # Summed over agents: agent i's parameters get exactly the gradient of its own losses.
             return sum(losses.values()).sum(), metrics
 

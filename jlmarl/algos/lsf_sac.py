@@ -16,7 +16,11 @@ Losses per update, on whole episodes (eq. 8, 12, 14, 15, 16):
            "expected" drops the entropy term: the expectation in eq. 16; "max" uses
            max_a q_i'(a): its max operator)
   actor    -mix(s, [sum_a pi_i(a) (q_i(a) - alpha log pi_i(a))]), into the actors only
-  message  sum_j CE(pi_j(.|tau_j), q_psi(.|tau_j, m_j)) + beta KL(N(f_m(tau_i), I) || N(0, I))
+  message  sum_j CE(p_j, q_psi(.|tau_j, m_j)) + beta KL(N(f_m(tau_i), I) || N(0, I)), with the
+           target p_j = softmax(q_j(tau_j, ., m_j) / alpha) over the available actions, held
+           fixed: the critic's Boltzmann distribution, which depends on the joint history
+           through m_j (the NDQ reading eq. 12 follows). The actor pi_j never sees messages,
+           so a target of pi_j would teach the messages nothing.
   alpha    alpha (H(pi_i) - H_0),  H_0 = rho log |available actions|  (so alpha rises
            while the entropy is below its target)
 Critic, message and mixer parameters share one Adam, the actors another, log alpha a
@@ -105,6 +109,19 @@ def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: j
     Its gradient in log alpha is alpha (H - H_0): negative (alpha grows) while H < H_0."""
     gap = jax.lax.stop_gradient(entropy - target_entropy)
     return jnp.sum(jnp.exp(log_alpha) * gap * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def message_loss(q, alpha, pred_logits, means, avail, weight, beta: float) -> jax.Array:
+    """Eq. 12 averaged with `weight` [..., n]: CE(softmax(sg(q) / sg(alpha)), softmax(pred))
+    over the available actions + beta KL(N(means, I) || N(0, I)). q, pred_logits,
+    avail [..., n, A]; means [..., n, d]. Gradients reach the predictor and, through the
+    messages it reads, the encoder; the target is held fixed."""
+    sg = jax.lax.stop_gradient
+    target, _ = masked_policy(sg(q) / sg(alpha), avail)
+    _, log_pred = masked_policy(pred_logits, avail)
+    ce = -jnp.sum(target * log_pred, axis=-1)
+    per = ce + beta * kl_std_normal(means)
+    return jnp.sum(per * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def build(spec: EnvSpec, cfg: dict, messages: bool, method: dict, name: str | None = None) -> Algo:
@@ -237,25 +254,26 @@ def build(spec: EnvSpec, cfg: dict, messages: bool, method: dict, name: str | No
                 probs[:, :-1], logp[:, :-1], q[:, :, :-1], alpha, params["mixer"], mix_now, mask
             )
 
-            # Messages (eq. 12): predict agent j's policy from its features and incoming messages.
+            # Messages (eq. 12): predict agent j's critic Boltzmann distribution from its
+            # features and incoming messages (mean over the critic sets).
             if msg_dim:
-                _, log_pred = masked_policy(pred_logits[:, :, :-1], batch.avail[:, :-1])
-                ce = -jnp.sum(sg_probs[:, :-1] * log_pred, axis=-1)  # [K, B, T, n]
-                kl = kl_std_normal(means[:, :, :-1])
-                message_loss = jnp.sum((ce + beta * kl) * agent_mask) / (count * n) / n_sets
+                m_loss = jax.vmap(message_loss, in_axes=(0, None, 0, 0, None, None, None))(
+                    q[:, :, :-1], alpha, pred_logits[:, :, :-1], means[:, :, :-1],
+                    batch.avail[:, :-1], agent_mask, beta,
+                ).mean()  # fmt: skip
             else:
-                message_loss = jnp.float32(0.0)
+                m_loss = jnp.float32(0.0)
 
             ent = entropy(sg_probs[:, :-1], sg_logp[:, :-1])  # [B, T, n]
             if fixed_alpha is None:
                 alpha_loss = temperature_loss(params["log_alpha"], ent, target_entropy, agent_mask)
             else:
                 alpha_loss = jnp.float32(0.0)
-            total = critic_loss + policy_loss + message_coef * message_loss + alpha_loss
+            total = critic_loss + policy_loss + message_coef * m_loss + alpha_loss
             aux = {
                 "critic_loss": critic_loss,
                 "actor_loss": policy_loss,
-                "message_loss": message_loss,
+                "message_loss": m_loss,
                 "temperature_loss": alpha_loss,
                 "alpha": alpha,
                 "entropy": jnp.sum(ent * agent_mask) / (count * n),
