@@ -8,6 +8,7 @@ from jlmarl.envs import (  # noqa: F401
     honeycomb,
     host,  # Python envs through host callbacks: SMAC, SMACv2, lbforaging, NumPy twin
     lbf,  # Level-Based Foraging in JAX (lbforaging's rules)
+    mamujoco,  # multi-agent MuJoCo: brax robots on MJX, one agent per joint
     matrix,
     oracle,
     predator_prey,
