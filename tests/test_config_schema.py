@@ -30,7 +30,8 @@ def test_every_engine_algo_and_method_key_is_declared():
     """Every key a run reads outside env.* has a declaration (env keys: the reliability issue)."""
     declared = schema()
     for name in algos.ALGOS:
-        cfg = OmegaConf.to_container(load_config([f"algo={name}", "env=matrix_three_state"]), resolve=True)
+        overrides = [f"algo={name}", "env=matrix_three_state", "num_envs=16"]  # PQN: 16 minibatches
+        cfg = OmegaConf.to_container(load_config(overrides), resolve=True)
         missing = [
             k for k in leaves(cfg) if not k.startswith("env.") and k not in declared and k != "algo.name"
         ]

@@ -78,15 +78,34 @@ def test_batched_trunk_unroll_equals_the_step_by_step_scan_with_its_gradients():
     from jlmarl.nets.recurrent import RecurrentTrunk
 
     x = jax.random.normal(jax.random.PRNGKey(3), (4, 7, 3, 9))  # [B, T, n, D]
-    for module in (RNNAgent(16, 5), RecurrentTrunk(16), ROLIM(16, 4), LatentAgent(16, 5, 3)):
+    h0 = jax.random.normal(jax.random.PRNGKey(4), (4, 3, 16))  # a segment's start state
+    resets = jnp.zeros((4, 7), bool).at[1, 3].set(True).at[2, 0].set(True)  # new episodes
+    kw = {"h0": h0, "resets": resets}
+    modules = (
+        RNNAgent(16, 5),
+        RNNAgent(16, 5, 2, True),
+        RecurrentTrunk(16),
+        ROLIM(16, 4),
+        LatentAgent(16, 5, 3),
+    )
+    for module in modules:
         params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), x[0, 0])
-        fast_h, fast = unroll(module, params, x, with_hidden=True)
-        slow_h, slow = unroll(_StepByStep(module), params, x, with_hidden=True)
+        fast_h, fast = unroll(module, params, x, with_hidden=True, **kw)
+        slow_h, slow = unroll(_StepByStep(module), params, x, with_hidden=True, **kw)
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(fast_h, slow_h, rtol=1e-5, atol=1e-6)
         if isinstance(module, RecurrentTrunk | ROLIM):
             continue  # the gradient path is the same code for every trunk module
-        g_fast = jax.grad(lambda p, m=module: unroll(m, p, x).sum())(params)
-        g_slow = jax.grad(lambda p, m=module: unroll(_StepByStep(m), p, x).sum())(params)
+        g_fast = jax.grad(lambda p, m=module: unroll(m, p, x, **kw).sum())(params)
+        g_slow = jax.grad(lambda p, m=module: unroll(_StepByStep(m), p, x, **kw).sum())(params)
         for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_reset_inside_a_segment_restarts_the_state_as_a_fresh_unroll_would():
+    agent = RNNAgent(8, 3)
+    x = jax.random.normal(jax.random.PRNGKey(1), (1, 6, 2, 5))
+    params = agent.init(jax.random.PRNGKey(0), jnp.zeros((1, 8)), x[0, 0])
+    resets = jnp.zeros((1, 6), bool).at[0, 2].set(True)
+    joined = unroll(agent, params, x, h0=jnp.ones((1, 2, 8)), resets=resets)
+    np.testing.assert_allclose(joined[:, 2:], unroll(agent, params, x[:, 2:]), rtol=1e-5, atol=1e-6)

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from jlmarl.algos.q_learning import RecurrentActor, double_q_td_loss, init_recurrent_actor
-from jlmarl.core.algo import Algo, Phase
+from jlmarl.core.algo import Phase
 from jlmarl.core.buffer import EpisodeBatch, buffer_add, buffer_init, buffer_recent, episode_nbytes
 from jlmarl.core.engine import Engine, EngineConfig
-from jlmarl.envs.base import EnvSpec, Timestep, make_timestep, random_actions
+from jlmarl.envs.base import EnvSpec, Timestep, make_timestep
 from jlmarl.nets.gaussian import kl_balanced, kl_diag, kl_std_normal
+from tests.helpers import Visible, counting_algo
 
 
 def test_double_q_td_lambda_loss_through_a_mixer_by_hand():
@@ -74,27 +75,6 @@ def test_kl_balancing_weighs_the_posterior_and_prior_gradients_by_alpha():
         np.testing.assert_allclose(bal[i], w * full[i], rtol=1e-6)
 
 
-class Visible:
-    """A 3-step, 2-agent env with one declared extra: the step count on a [2, 2] grid."""
-
-    def __init__(self):
-        extras = (("seen", (2, 2), "bool"),)
-        self.spec = EnvSpec("visible", 2, 1, 1, 2, episode_limit=3, extras=extras)
-
-    def _ts(self, t, **kw):
-        seen = jnp.eye(2, dtype=bool) | (t % 2 == 1)
-        return make_timestep(
-            self.spec, jnp.zeros((2, 1)), jnp.zeros(1), jnp.ones((2, 2)), extras={"seen": seen}, **kw
-        )
-
-    def reset(self, key):
-        return jnp.int32(0), self._ts(0)
-
-    def step(self, key, t, actions):
-        t = t + 1
-        return t, self._ts(t, reward=1.0, truncated=t >= 3)
-
-
 def test_env_extras_are_checked_recorded_and_stored():
     env = Visible()
     with pytest.raises(ValueError, match="extra seen has shape"):
@@ -105,7 +85,7 @@ def test_env_extras_are_checked_recorded_and_stored():
         make_timestep(env.spec, jnp.zeros((2, 1)), jnp.zeros(1), jnp.ones((2, 2)))
     plain = dataclasses.replace(env.spec, extras=())
     assert episode_nbytes(env.spec) - episode_nbytes(plain) == 4 * 4  # T+1 = 4 steps x 2x2 bools
-    algo = _counting_algo(env.spec, replay=True)
+    algo = counting_algo(env.spec, replay=True)
     engine = Engine(env, algo, EngineConfig(4, 8, 4, 1, 100, 2))
     carry = engine.init(engine.seed_keys([0]))
     assert carry.buffer.data.extras["seen"].shape == (1, 8, 4, 2, 2)
@@ -116,37 +96,9 @@ def test_env_extras_are_checked_recorded_and_stored():
     np.testing.assert_array_equal(seen[:, :, 0, 0], True)
 
 
-def _counting_algo(spec, replay: bool, phases=(), recent=0) -> Algo:
-    """Learns nothing; its metrics report what the engine handed to update."""
-
-    def update(ts, batch, key, ctx):
-        metrics = {
-            "batch_episodes": jnp.float32(batch.reward.shape[0]),
-            "batch_steps": batch.mask.sum().astype(jnp.float32),
-            "phase": ctx.phase.astype(jnp.float32),
-            "updates": ctx.updates.astype(jnp.float32),
-            "env_steps": ctx.env_steps.astype(jnp.float32),
-        }
-        if recent:
-            metrics["recent_reward"] = ctx.recent.reward.sum()
-        return ts + 1, metrics
-
-    return Algo(
-        name="counting",
-        init=lambda key: jnp.int32(0),
-        init_actor=lambda n: init_recurrent_actor(n, spec.n_agents, 1),
-        act=lambda ts, actor, obs, avail, key, steps, greedy: (random_actions(key, avail), actor),
-        update=update,
-        target_update=lambda ts: ts,
-        phases=phases,
-        replay=replay,
-        recent_episodes=recent,
-    )
-
-
 def test_on_policy_algo_gets_no_buffer_and_updates_on_the_fresh_episodes():
     env = Visible()
-    engine = Engine(env, _counting_algo(env.spec, replay=False), EngineConfig(5, 8, 4, 1, 100, 2))
+    engine = Engine(env, counting_algo(env.spec, replay=False), EngineConfig(5, 8, 4, 1, 100, 2))
     carry = engine.init(engine.seed_keys([0, 1]))
     assert carry.buffer is None
     assert engine.metric_names == ("batch_episodes", "batch_steps", "env_steps", "phase", "updates")
@@ -159,7 +111,7 @@ def test_on_policy_algo_gets_no_buffer_and_updates_on_the_fresh_episodes():
 
 def test_phases_are_scheduled_by_update_calls_and_the_newest_episodes_are_handed_over():
     env = Visible()
-    algo = _counting_algo(env.spec, replay=True, phases=(Phase("warm", 6), Phase("more", 2)), recent=3)
+    algo = counting_algo(env.spec, replay=True, phases=(Phase("warm", 6), Phase("more", 2)), recent=3)
     # 2 updates per chunk (4 envs, 2 episodes per update); warm = 3 calls, more = 1 call
     engine = Engine(env, algo, EngineConfig(4, 16, 4, 2, 100, 2, episodes_per_update=2))
     assert engine.phase_ends() == [3, 4]
@@ -253,7 +205,7 @@ def test_fixed_length_envs_compile_one_update_length():
 
     env = matrix_three_state()
     assert env.spec.fixed_length
-    algo = _counting_algo(env.spec, replay=True)
+    algo = counting_algo(env.spec, replay=True)
     assert Engine(env, algo, EngineConfig(4, 8, 4, 1, 100, 2, time_buckets=4)).bucket_lengths() == [10]
     free = Visible()  # not declared fixed: 3 buckets of a 3-step limit
     assert Engine(free, algo, EngineConfig(4, 8, 4, 1, 100, 2, time_buckets=4)).bucket_lengths() == [1, 2, 3]

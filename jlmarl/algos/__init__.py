@@ -11,7 +11,7 @@ from types import ModuleType
 
 from omegaconf import DictConfig, OmegaConf
 
-from jlmarl.algos import hysteretic, i2q, limarl, lsf_sac, mmsa, value_decomposition, vdfd
+from jlmarl.algos import hysteretic, i2q, limarl, lsf_sac, mmsa, pqn, value_decomposition, vdfd
 from jlmarl.core.algo import Algo
 
 _REGISTRY: dict[str, tuple[ModuleType, dict]] = {
@@ -26,10 +26,14 @@ _REGISTRY: dict[str, tuple[ModuleType, dict]] = {
     "rec_hyst_iql": (hysteretic, {}),
     "mmsa": (mmsa, {}),
     "vdfd": (vdfd, {}),
+    "pqn_vdn": (pqn, {"mixer": "vdn"}),
+    "pqn_qmix": (pqn, {"mixer": "qmix"}),
 }
 ALGOS = tuple(_REGISTRY)
 # The top-level config group holding a method's own keys (the rest are under `algo`).
 METHOD_GROUPS = {
+    "pqn_vdn": "pqn",
+    "pqn_qmix": "pqn",
     "limarl": "limarl",
     "lsf_sac": "lsf_sac",
     "masac": "lsf_sac",

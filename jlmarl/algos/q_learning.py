@@ -20,7 +20,8 @@ from flax import struct
 
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
-from jlmarl.nets.agents import masked_argmax
+from jlmarl.nets.agents import episode_inputs, masked_argmax
+from jlmarl.nets.recurrent import unroll
 
 
 @struct.dataclass
@@ -126,6 +127,18 @@ def joint_q_values(
     return mix(chosen, state)
 
 
+def joint_q_table(agent, agent_params, batch: EpisodeBatch, n_actions: int, mix=None):
+    """(Q_tot of every joint action [B, T, A**n], the agents' q [B, T, n, A]) of a recurrent
+    agent's utilities: the matrix-game Q tables. mix(chosen [B, T, J, n], state [B, T, J, S])
+    -> [B, T, J]; None = their sum (independent learners' readout)."""
+    n = batch.actions.shape[-1]
+    joint_actions = all_joint_actions(n, n_actions)
+    q = unroll(agent, agent_params, episode_inputs(batch.obs, batch.actions, n_actions))[:, :-1]
+    if mix is None:
+        return q[:, :, jnp.arange(n)[None, :], joint_actions].sum(-1), q
+    return joint_q_values(q, batch.state[:, :-1], joint_actions, mix), q
+
+
 def init_recurrent_actor(n_envs: int, n_agents: int, hidden_dim: int) -> RecurrentActor:
     """The actor carry at the start of an episode: zero hidden state, no last action."""
     return RecurrentActor(
@@ -137,15 +150,16 @@ def init_recurrent_actor(n_envs: int, n_agents: int, hidden_dim: int) -> Recurre
 def make_optimizer(
     lr: float, grad_norm_clip: float, adam_eps: float = 1e-8, kind: str = "adam", rms_decay: float = 0.99
 ) -> optax.GradientTransformation:
-    """Global-norm gradient clipping, then Adam (PyMARL2's optimiser) or RMSProp
-    (PyMARL's original: decay rms_decay, epsilon adam_eps; MMSA and VDFD use it)."""
-    if kind == "rmsprop":
-        return optax.chain(
-            optax.clip_by_global_norm(grad_norm_clip), optax.rmsprop(lr, rms_decay, eps=adam_eps)
-        )
-    if kind != "adam":
-        raise ValueError(f"optimizer must be adam or rmsprop, got {kind!r}")
-    return optax.chain(optax.clip_by_global_norm(grad_norm_clip), optax.adam(lr, eps=adam_eps))
+    """Global-norm gradient clipping, then Adam (PyMARL2's optimiser), RMSProp (PyMARL's
+    original: decay rms_decay, epsilon adam_eps; MMSA and VDFD) or RAdam (PQN)."""
+    inner = {
+        "adam": lambda: optax.adam(lr, eps=adam_eps),
+        "rmsprop": lambda: optax.rmsprop(lr, rms_decay, eps=adam_eps),
+        "radam": lambda: optax.radam(lr, eps=adam_eps),
+    }
+    if kind not in inner:
+        raise ValueError(f"optimizer must be one of {', '.join(inner)}, got {kind!r}")
+    return optax.chain(optax.clip_by_global_norm(grad_norm_clip), inner[kind]())
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, params, opt_state, grads):

@@ -19,13 +19,12 @@ import optax
 from jlmarl.algos.q_learning import (
     QLearnerState,
     RecurrentActor,
-    all_joint_actions,
     apply_gradients,
     double_q_td_loss,
     epsilon_settings,
     explore_or_exploit,
     init_recurrent_actor,
-    joint_q_values,
+    joint_q_table,
     make_optimizer,
 )
 from jlmarl.core.algo import Algo, UpdateContext
@@ -106,14 +105,8 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
         return ts.replace(target_params=ts.params)
 
     def joint_q(ts, batch: EpisodeBatch):
-        joint_actions = all_joint_actions(n, n_actions)
-        inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-        q = unroll(agent, ts.params["agent"], inputs)[:, :-1]  # [B, T, n, A]
-        if mixer_net is None:
-            return q[:, :, jnp.arange(n)[None, :], joint_actions].sum(-1), q
-        return joint_q_values(
-            q, batch.state[:, :-1], joint_actions, lambda c, s: mix(ts.params["mixer"], c, s)
-        ), q
+        mix_fn = None if mixer_net is None else (lambda c, s: mix(ts.params["mixer"], c, s))
+        return joint_q_table(agent, ts.params["agent"], batch, n_actions, mix_fn)
 
     return Algo(
         name=name or mixer,

@@ -9,7 +9,8 @@ The engine tells `update` the clock (`UpdateContext`, PyMARL's t_env/episode),
 which of the method's declared `phases` is in force (e.g. LIMARL's Phase I, a
 world model's warm-up), and, when the method asks for them, the newest episodes
 in the replay buffer. A method that learns on-policy declares `replay=False`:
-no buffer is allocated and `update` sees the chunk's fresh episodes.
+no buffer is allocated and `update` sees the chunk's fresh episodes (or, with
+`segment_length`, fixed-length segments from persistent auto-resetting envs).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class UpdateContext:
                           sweep, so `lax.cond` on it stays a real branch under the vmap.
     recent      EpisodeBatch | None: the newest `Algo.recent_episodes` episodes in the
                 buffer, newest last (None unless the method asks for them)
+    segment_start  ActorState | None: for segment learners, the acting carry at the
+                segment's first step (episodes continue across segments)
     """
 
     env_steps: jax.Array
@@ -60,6 +63,7 @@ class UpdateContext:
     updates: jax.Array
     phase: jax.Array
     recent: Any = None
+    segment_start: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +94,7 @@ class Algo:
     replay: bool = True
     # > 0: UpdateContext.recent holds the newest this-many episodes of the buffer.
     recent_episodes: int = 0
+    # > 0 (with replay=False): collect fixed-length segments of this many steps from
+    # persistent auto-resetting envs instead of whole padded episodes (PQN's way); the
+    # batch then has `resets` and UpdateContext.segment_start.
+    segment_length: int = 0

@@ -31,6 +31,9 @@ class EpisodeBatch:
     terminated: jax.Array  # bool    [B, T]
     mask: jax.Array  # bool    [B, T]  step t was taken inside the episode
     extras: dict[str, jax.Array] = dataclasses.field(default_factory=dict)  # each [B, T+1, ...]
+    # Segments only (core.rollout.run_segment): bool [B, T+1], the observation starts an
+    # episode; None for whole episodes, which all start at t = 0.
+    resets: jax.Array | None = None
 
     @property
     def size(self) -> int:
@@ -42,12 +45,14 @@ class EpisodeBatch:
         obs_like = {k: getattr(self, k)[:, : steps + 1] for k in ("obs", "state", "avail")}
         step_like = {k: getattr(self, k)[:, :steps] for k in ("actions", "reward", "terminated", "mask")}
         extras = {k: v[:, : steps + 1] for k, v in self.extras.items()}
-        return EpisodeBatch(**obs_like, **step_like, extras=extras)
+        resets = None if self.resets is None else self.resets[:, : steps + 1]
+        return EpisodeBatch(**obs_like, **step_like, extras=extras, resets=resets)
 
 
-def episode_shapes(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-episode shape and dtype of every EpisodeBatch field (extras as "extras/<name>")."""
-    t, n = spec.episode_limit, spec.n_agents
+def episode_shapes(spec: EnvSpec, steps: int | None = None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-episode shape and dtype of every EpisodeBatch field (extras as "extras/<name>");
+    `steps` (default: the episode limit) is the length of the time axis."""
+    t, n = spec.episode_limit if steps is None else steps, spec.n_agents
     extras = {f"extras/{k}": ((t + 1, *shape), dtype) for k, (shape, dtype) in spec.extras_shapes.items()}
     return extras | {
         "obs": ((t + 1, n, spec.obs_dim), np.dtype(np.float32)),
@@ -75,11 +80,13 @@ class EpisodeBuffer:
         return self.data.size
 
 
-def empty_episodes(spec: EnvSpec, n: int) -> EpisodeBatch:
-    """n all-zero (all-padding) episodes."""
-    fields = {k: jnp.zeros((n, *shape), dtype) for k, (shape, dtype) in episode_shapes(spec).items()}
+def empty_episodes(spec: EnvSpec, n: int, segment: int | None = None) -> EpisodeBatch:
+    """n all-zero (all-padding) episodes, or n segments of `segment` steps (with resets)."""
+    shapes = episode_shapes(spec, segment).items()
+    fields = {k: jnp.zeros((n, *shape), dtype) for k, (shape, dtype) in shapes}
     extras = {k.split("/", 1)[1]: fields.pop(k) for k in list(fields) if k.startswith("extras/")}
-    return EpisodeBatch(**fields, extras=extras)
+    resets = None if segment is None else jnp.zeros((n, segment + 1), bool)
+    return EpisodeBatch(**fields, extras=extras, resets=resets)
 
 
 def buffer_init(spec: EnvSpec, capacity: int) -> EpisodeBuffer:

@@ -39,7 +39,7 @@ from jlmarl.core.buffer import (
     buffer_sample,
     empty_episodes,
 )
-from jlmarl.core.rollout import run_episodes, summarize
+from jlmarl.core.rollout import Stream, init_stream, run_episodes, run_segment, summarize
 from jlmarl.envs.base import Env
 
 
@@ -55,6 +55,7 @@ class SeedCarry:
     episodes: jax.Array  # int32 [], episodes collected
     evals: jax.Array  # int32 [], evaluations run
     updates: jax.Array  # int32 [], update calls made (the same for every seed)
+    stream: Stream | None = None  # segment learners: the persistent envs
 
 
 def updates_per_chunk(num_envs: int, episodes_per_update: float) -> int:
@@ -96,6 +97,11 @@ class Engine:
         """sharding: a NamedSharding of the seed axis (jlmarl.core.sharding), or None
         for one device. Every output of init and chunk has the seed axis first."""
         self.env, self.algo, self.cfg = env, algo, cfg
+        if algo.segment_length and (algo.replay or getattr(env, "batched", False)):
+            raise ValueError(
+                f"algo={algo.name} collects segments: it must be on-policy (replay=False) and the env "
+                f"JAX-native (env={env.spec.name} steps in host processes); use whole episodes there"
+            )
         init, chunk = jax.vmap(self._init_seed), self._chunk
         if sharding is not None:
             # shard_map, not sharding propagation: each device runs exactly the program
@@ -124,7 +130,12 @@ class Engine:
             episodes=zero,
             evals=zero,
             updates=zero,
+            stream=self._init_stream(key) if self.algo.segment_length else None,
         )
+
+    def _init_stream(self, key: jax.Array) -> Stream:
+        # fold_in, not another split: the keys of whole-episode learners stay as they were
+        return init_stream(self.env, self.algo, jax.random.fold_in(key, 7), self.cfg.num_envs)
 
     def phase_ends(self) -> list[int]:
         """Update calls at which each declared phase ends (cumulative)."""
@@ -149,10 +160,11 @@ class Engine:
     @functools.cached_property
     def update_metric_shapes(self) -> dict:
         ts = jax.eval_shape(self.algo.init, jax.random.PRNGKey(0))
-        batch = jax.eval_shape(lambda: empty_episodes(self.env.spec, self._batch_episodes()))
+        segment = self.algo.segment_length or None
+        batch = jax.eval_shape(lambda: empty_episodes(self.env.spec, self._batch_episodes(), segment))
         zero = jnp.int32(0)
-        recent = self._recent_shape()
-        ctx = UpdateContext(zero, zero, zero, zero, recent)
+        start = jax.eval_shape(lambda: self.algo.init_actor(self.cfg.num_envs)) if segment else None
+        ctx = UpdateContext(zero, zero, zero, zero, self._recent_shape(), start)
         _, metrics = jax.eval_shape(self.algo.update, ts, batch, jax.random.PRNGKey(0), ctx)
         return metrics
 
@@ -164,7 +176,21 @@ class Engine:
         return self.cfg.batch_size if self.algo.replay else self.cfg.num_envs
 
     def _collect_seed(self, c: SeedCarry):
+        """(carry, the fresh episodes or segment, the acting carry it started from, metrics)."""
         key, k_roll = jax.random.split(c.key)
+        if self.algo.segment_length:
+            length = self.algo.segment_length
+            stream, batch, metrics = run_segment(
+                self.env, self.algo, c.train_state, c.stream, k_roll, length, c.env_steps
+            )
+            finished = metrics.pop("episodes_finished").astype(jnp.int32)
+            carry = c.replace(
+                stream=stream,
+                key=key,
+                env_steps=c.env_steps + length * self.cfg.num_envs,
+                episodes=c.episodes + finished,
+            )
+            return carry, batch, c.stream.actor, metrics
         batch, stats = run_episodes(
             self.env, self.algo, c.train_state, k_roll, self.cfg.num_envs, c.env_steps, False
         )
@@ -174,20 +200,20 @@ class Engine:
             env_steps=c.env_steps + stats.lengths.sum(),
             episodes=c.episodes + self.cfg.num_envs,
         )
-        return carry, batch, summarize(stats)
+        return carry, batch, None, summarize(stats)
 
-    def _context(self, c: SeedCarry, phase: jax.Array) -> UpdateContext:
+    def _context(self, c: SeedCarry, phase: jax.Array, start) -> UpdateContext:
         """One seed's UpdateContext; phase is shared by every seed."""
         k = self.algo.recent_episodes
         recent = buffer_recent(c.buffer, k) if k > 0 else None
-        return UpdateContext(c.env_steps, c.episodes, c.updates, phase, recent)
+        return UpdateContext(c.env_steps, c.episodes, c.updates, phase, recent, start)
 
-    def _bucketed_update(self, carry: SeedCarry, batch: EpisodeBatch, keys: jax.Array):
+    def _bucketed_update(self, carry: SeedCarry, batch: EpisodeBatch, keys: jax.Array, start=None):
         """One update of every seed on its batch [S, B, ...], cut to the shortest time
         bucket that covers the longest episode of any seed (see _update_all)."""
         lengths = self.bucket_lengths()
         phase = self.phase_at(jnp.min(carry.updates))  # equal for all seeds: a real branch
-        ctx = jax.vmap(lambda c: self._context(c, phase))(carry)
+        ctx = jax.vmap(lambda c, a: self._context(c, phase, a))(carry, start)
 
         def branch(t):
             return jax.vmap(lambda ts, b, k, x: self.algo.update(ts, b.truncate(t), k, x))
@@ -219,29 +245,31 @@ class Engine:
         carry, metrics = jax.lax.scan(one_update, carry, length=cfg.updates_per_chunk)
         return carry, jax.tree.map(lambda m: m.mean(axis=0), metrics)
 
-    def _update_on_policy(self, carry: SeedCarry, fresh: EpisodeBatch):
-        """One update of every seed on the episodes it has just collected."""
+    def _update_on_policy(self, carry: SeedCarry, fresh: EpisodeBatch, start):
+        """One update of every seed on the episodes (or segment) it has just collected."""
         keys = jax.vmap(lambda k: jax.random.split(k, 2))(carry.key)  # [S, 2, key]
-        carry, metrics = self._bucketed_update(carry, fresh, keys[:, 1])
+        carry, metrics = self._bucketed_update(carry, fresh, keys[:, 1], start)
         return carry.replace(key=keys[:, 0]), metrics
 
     def bucket_lengths(self) -> list[int]:
         """The static batch lengths updates are compiled for: one when every episode has
         the same length (EnvSpec.fixed_length), else `time_buckets` of them."""
         limit, n = self.env.spec.episode_limit, self.cfg.time_buckets
+        if self.algo.segment_length:  # segments have no padding to cut
+            return [self.algo.segment_length]
         if self.env.spec.fixed_length:
             return [limit]
         return sorted({-(-limit * (i + 1) // n) for i in range(n)})
 
     def _train(self, carry: SeedCarry, chunk_idx: jax.Array):
         cfg, algo = self.cfg, self.algo
-        carry, fresh, rollout_metrics = jax.vmap(self._collect_seed)(carry)
+        carry, fresh, start, rollout_metrics = jax.vmap(self._collect_seed)(carry)
         episodes_before = chunk_idx * cfg.num_envs
         episodes_after = episodes_before + cfg.num_envs
         n_seeds = carry.env_steps.shape[0]
 
         if not algo.replay:
-            carry, update_metrics = self._update_on_policy(carry, fresh)
+            carry, update_metrics = self._update_on_policy(carry, fresh, start)
             can_train = jnp.bool_(True)
         else:
 

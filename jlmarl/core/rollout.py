@@ -1,13 +1,23 @@
-"""Episode collection: N vmapped envs, one whole episode each, padded to the limit.
+"""Collection: whole episodes (replay learners, evaluation) or fixed-length segments
+(on-policy learners that declare `segment_length`).
 
-The scan always runs episode_limit steps; an env whose episode has ended keeps
-stepping (vectorised code cannot skip it) but its steps are masked out, so they
-count neither as data nor as env steps.
+Episodes: N vmapped envs, one whole episode each, padded to the limit. The scan
+always runs episode_limit steps; an env whose episode has ended keeps stepping
+(vectorised code cannot skip it) but its steps are masked out, so they count
+neither as data nor as env steps.
+
+Segments: N auto-resetting envs that persist between chunks (`Stream`); each chunk
+takes `length` steps from each, every step real. An episode that ends inside a
+segment is followed by the next one's first step; `resets` marks where episodes
+start, so a learner restarts its recurrent state there, and `terminated` is set at
+every episode end (truncations included: the real next observation is replaced by
+the new episode's, so nothing can bootstrap from it -- PQN's convention).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +25,7 @@ from flax import struct
 
 from jlmarl.core.algo import Algo
 from jlmarl.core.buffer import EpisodeBatch
-from jlmarl.envs.base import Env, random_actions, reset_envs, step_envs
+from jlmarl.envs.base import AutoReset, Env, Timestep, random_actions, reset_envs, step_envs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,3 +118,81 @@ def summarize(stats: EpisodeStats, prefix: str = "") -> dict[str, jax.Array]:
     for k, v in stats.info.items():
         out[f"{prefix}{'win_rate' if k == 'won' else k + '_mean'}"] = v.mean()
     return out
+
+
+@struct.dataclass
+class Stream:
+    """The persistent envs of a segment-collecting learner (one seed), between chunks."""
+
+    env_state: Any  # AutoReset state, leading axis N
+    ts: Timestep  # every env's current timestep (obs the next action is chosen on)
+    actor: Any  # the acting carry [N, ...]
+    first: jax.Array  # bool [N]: ts is an episode's first observation
+    ep_return: jax.Array  # float32 [N]: return of the running episode so far
+    ep_length: jax.Array  # int32 [N]
+
+
+def init_stream(env: Env, algo: Algo, key: jax.Array, n_envs: int) -> Stream:
+    """N fresh auto-resetting envs and the actor's start-of-episode carry."""
+    stream_env = AutoReset(env)
+    env_state, ts = jax.vmap(stream_env.reset)(jax.random.split(key, n_envs))
+    zeros = jnp.zeros((n_envs,))
+    return Stream(
+        env_state, ts, algo.init_actor(n_envs), jnp.ones((n_envs,), bool), zeros, zeros.astype(jnp.int32)
+    )
+
+
+def run_segment(
+    env: Env, algo: Algo, train_state, stream: Stream, key: jax.Array, length: int, env_steps: jax.Array
+) -> tuple[Stream, EpisodeBatch, dict[str, jax.Array]]:
+    """`length` steps of every env of the stream (see the module docstring).
+
+    Returns the stream after them, the segment as an EpisodeBatch ([N, length] steps,
+    obs-like fields [N, length + 1], `resets` [N, length + 1], mask all true) and the
+    means over the episodes that ended in it (return, length, info; `episodes_finished`
+    counts them)."""
+    stream_env = AutoReset(env)
+    n = stream.first.shape[0]
+
+    def body(s: Stream, t):
+        k_act, k_env = jax.random.split(jax.random.fold_in(key, t))
+        actions, actor = algo.act(train_state, s.actor, s.ts.obs, s.ts.avail, k_act, env_steps, False)
+        env_state, nts = jax.vmap(stream_env.step)(jax.random.split(k_env, n), s.env_state, actions)
+        done = nts.done
+        fresh = algo.init_actor(n)
+        actor = jax.tree.map(
+            lambda f, a: jnp.where(done.reshape((n,) + (1,) * (a.ndim - 1)), f, a), fresh, actor
+        )
+        ep_return, ep_length = s.ep_return + nts.reward, s.ep_length + 1
+        finished = (done, ep_return, ep_length, nts.info)
+        record = (s.ts.obs, s.ts.state, s.ts.avail, s.ts.extras, s.first, actions, nts.reward, done)
+        s = Stream(
+            env_state, nts, actor, done, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)
+        )
+        return s, (record, finished)
+
+    stream, (rec, fin) = jax.lax.scan(body, stream, jnp.arange(length))
+    obs, state, avail, extras, first, actions, reward, done = jax.tree.map(
+        lambda x: jnp.swapaxes(x, 0, 1), rec
+    )
+    with_last = lambda xs, x: jnp.concatenate([xs, x[:, None]], axis=1)  # noqa: E731
+    batch = EpisodeBatch(
+        obs=with_last(obs, stream.ts.obs),
+        state=with_last(state, stream.ts.state),
+        avail=with_last(avail, stream.ts.avail),
+        actions=actions,
+        reward=reward,
+        terminated=done,
+        mask=jnp.ones_like(done),
+        extras=jax.tree.map(with_last, extras, stream.ts.extras),
+        resets=with_last(first, stream.first),
+    )
+    ended, returns, lengths, info = fin  # each [length, N]
+    w = ended.astype(jnp.float32)
+    count = w.sum()
+    mean = lambda x: (x * w).sum() / jnp.maximum(count, 1.0)  # noqa: E731
+    metrics = {"return_mean": mean(returns), "ep_length": mean(lengths.astype(jnp.float32))}
+    for k, v in info.items():
+        metrics["win_rate" if k == "won" else f"{k}_mean"] = mean(v)
+    metrics["episodes_finished"] = count
+    return stream, batch, metrics

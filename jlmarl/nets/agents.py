@@ -15,18 +15,24 @@ from jlmarl.nets.recurrent import trunk
 
 
 class RNNAgent(nn.Module):
-    """hidden [..., H], inputs [..., D] -> (h_t [..., H], q [..., n_actions])."""
+    """hidden [..., H], inputs [..., D] -> (h_t [..., H], q [..., n_actions]).
+
+    layers / layer_norm: the trunk's Dense blocks before the GRU (PQN's agent: two,
+    layer-normalised); the default is PyMARL's fc1 -> GRU -> fc2."""
 
     hidden_dim: int
     n_actions: int
+    layers: int = 1
+    layer_norm: bool = False
 
     def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
         return inputs
 
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        hidden = trunk(hidden, inputs, self.hidden_dim)
-        return hidden, nn.Dense(self.n_actions, name="fc2")(hidden)
+        hidden = trunk(hidden, inputs, self.hidden_dim, layers=self.layers, layer_norm=self.layer_norm)
+        head = "fc2" if self.layers == 1 else "q"  # PyMARL's name for the default agent
+        return hidden, nn.Dense(self.n_actions, name=head)(hidden)
 
 
 def agent_inputs(obs: jax.Array, last_action: jax.Array, n_actions: int) -> jax.Array:
@@ -48,6 +54,19 @@ def episode_inputs(obs: jax.Array, actions: jax.Array, n_actions: int) -> jax.Ar
     """
     none = jnp.full_like(actions[:, :1], -1)
     last = jnp.concatenate([none, actions], axis=1)
+    return agent_inputs(obs, last, n_actions)
+
+
+def segment_inputs(
+    obs: jax.Array, actions: jax.Array, resets: jax.Array, last_action: jax.Array, n_actions: int
+) -> jax.Array:
+    """Inputs for a segment of steps that may start mid-episode and hold episode starts.
+
+    obs [B, T+1, n, obs_dim], actions [B, T, n], resets bool [B, T+1] (episode starts),
+    last_action int [B, n] (the action before the segment's first step) -> [B, T+1, n, D];
+    the last action reads -1 (none) at every episode start."""
+    last = jnp.concatenate([last_action[:, None], actions], axis=1)  # [B, T+1, n]
+    last = jnp.where(resets[..., None], -1, last)
     return agent_inputs(obs, last, n_actions)
 
 
