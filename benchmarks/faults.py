@@ -66,6 +66,7 @@ class Row:
     message_ok: bool
     resume_equal: bool | None  # None: nothing to resume (the fault is a refusal)
     detail: str = ""
+    faults: int = 1  # faults injected by this case
 
     @property
     def passed(self) -> bool:
@@ -100,10 +101,10 @@ class Bench:
             text=True, timeout=600,
         )  # fmt: skip
 
-    def popen(self, args, run_dir, cache=True) -> subprocess.Popen:
+    def popen(self, args, run_dir, cache=True, wrapper=()) -> subprocess.Popen:
         return subprocess.Popen(
-            self.command(args, run_dir), cwd=ROOT, env=self.env(cache=cache), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [*wrapper, *self.command(args, run_dir)], cwd=ROOT, env=self.env(cache=cache),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
 
     def reference(self, args) -> list:
@@ -123,7 +124,9 @@ class Bench:
         detail = "; ".join([*(f"missing {n!r}" for n in missing), *([] if clean else ["traceback"])])
         if result_code != expected:
             detail = f"{detail}; output: {output.strip()[-400:]}".strip("; ")
-        self.rows.append(Row(case, fault, expected, result_code, clean and not missing, resume_equal, detail))
+        self.rows.append(
+            Row(case, fault, expected, result_code, clean and not missing, resume_equal, detail, faults)
+        )
         self.faults += faults
         row = self.rows[-1]
         print(f"{'ok  ' if row.passed else 'FAIL'} {case:<34} {fault:<28} {detail}", flush=True)
@@ -200,13 +203,15 @@ def external_signal_cases(b: Bench) -> None:
     """Real signals from another process, by timing: the compile is the slow phase, so it
     runs without the compilation cache here."""
     cases = [
-        ("sigint during compile", [signal.SIGINT], 130, "compile"),
-        ("sigint twice during compile", [signal.SIGINT, signal.SIGINT], 130, "compile"),
-        ("sigterm while training", [signal.SIGTERM], 143, "training"),
+        ("sigint during compile", [signal.SIGINT], 130, "compile", ()),
+        ("sigint twice during compile", [signal.SIGINT, signal.SIGINT], 130, "compile", ()),
+        ("sigterm while training", [signal.SIGTERM], 143, "training", ()),
+        # timeout passes the signal to the run and to its process group: one request, twice
+        ("sigint to `timeout` while training", [signal.SIGINT], 130, "training", ("timeout", "900")),
     ]
-    for case, sigs, code, phase in cases:
-        run_dir = b.work / case.replace(" ", "_")
-        process = b.popen(LONG, run_dir, cache=phase != "compile")
+    for case, sigs, code, phase, wrapper in cases:
+        run_dir = b.work / case.replace(" ", "_").replace("`", "")
+        process = b.popen(LONG, run_dir, cache=phase != "compile", wrapper=wrapper)
         if phase == "compile":
             ready = wait_for(lambda d=run_dir: (d / "config.yaml").exists(), process)
             time.sleep(1.0)  # engine.init done; XLA is compiling the chunk (several seconds uncached)
@@ -351,7 +356,9 @@ def folder_cases(b: Bench) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "faults.json"))
-    parser.add_argument("--only", default="", help="run only the groups whose name contains this")
+    parser.add_argument(
+        "--only", default="", help="run only the groups whose name contains this (merged into --json by case)"
+    )
     options = parser.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="jlmarl-faults-") as tmp:
@@ -371,16 +378,40 @@ def main() -> None:
               f"{resume:>10}")  # fmt: skip
     passed = sum(r.passed for r in rows)
     print(f"\n{passed}/{len(rows)} cases pass, {b.faults} faults injected, {time.time() - t0:.0f}s")
-    report = {
+    run = {
+        "command": " ".join(["python benchmarks/faults.py", *sys.argv[1:]]),
+        "date": time.ctime(),
         "cases": len(rows),
         "passed": passed,
         "faults_injected": b.faults,
         "wall_s": round(time.time() - t0, 1),
-        "command": "python benchmarks/faults.py",
-        "rows": [asdict(r) for r in rows],
     }
-    Path(options.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(options.json).write_text(json.dumps(report, indent=1) + "\n")
+    out = [asdict(r) | {"passed": r.passed} for r in rows]
+    path = Path(options.json)
+    if options.only and path.is_file():  # a partial rerun replaces its cases in the full report
+        old = json.loads(path.read_text())
+        for r in old["rows"]:  # rows written before these fields existed
+            r.setdefault("faults", 2 if "+" in r["fault"] else 1)
+            r.setdefault(
+                "passed", r["got"] == r["expected"] and r["message_ok"] and r["resume_equal"] is not False
+            )
+        new_cases = {r["case"] for r in out}
+        out = [r for r in old["rows"] if r["case"] not in new_cases] + out
+        earlier = old.get("runs") or [
+            {k: old[k] for k in ("command", "cases", "passed", "faults_injected", "wall_s")}
+        ]
+        runs = [*earlier, run]
+    else:
+        runs = [run]
+    report = {
+        "cases": len(out),
+        "passed": sum(r["passed"] for r in out),
+        "faults_injected": sum(r.get("faults", 1) for r in out),
+        "runs": runs,
+        "rows": out,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
     sys.exit(0 if passed == len(rows) else 1)
 
 
