@@ -56,6 +56,7 @@ def load_config(overrides: list[str]) -> DictConfig:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     overrides = [_renamed(o) for o in overrides]
+    _warn_repeated(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             cfg = compose(config_name="config", overrides=list(overrides))
@@ -84,6 +85,37 @@ DEPRECATED = {
     "algo.double_q": "lsf_sac.double_q",
     "algo.target": "lsf_sac.target",
 }
+
+
+def _warn_repeated(overrides: list[str]) -> None:
+    """One warning per key given more than once (the last value wins, as in Hydra)."""
+    seen: dict[str, str] = {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+~")
+        if key in seen and seen[key] != value:
+            print(
+                f"warning: {key} is given twice ({key}={seen[key]}, then {key}={value}); the last wins",
+                file=sys.stderr,
+            )
+        seen[key] = value
+
+
+def usage() -> str:
+    """What `python -m jlmarl.train --help` prints: the command forms, the groups and every
+    declared key with its type and range (configs/ documents each)."""
+    lines = [
+        "usage: python -m jlmarl.train [algo=<algo>] [env=<env>] [key=value ...]",
+        "       python -m jlmarl.train <the same arguments> resume=true   (continue a run)",
+        "",
+        f"algo: {', '.join(algos.ALGOS)}",
+        f"env:  {', '.join(envs.names())}",
+        "",
+        "keys (type and range as declared in configs/; defaults and meanings are in the YAML files):",
+    ]
+    for key, decl in sorted(config_schema.schema().items()):
+        lines.append(f"  {key:<36} {decl.describe()}")
+    return "\n".join(lines)
 
 
 def _renamed(override: str) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from jlmarl import algos, envs
-from jlmarl.config import ConfigError, frozen_differences, load_config
+from jlmarl.config import ConfigError, frozen_differences, load_config, usage
 from jlmarl.core import compile_cache
 from jlmarl.core.algo import AlgoConfigError
 from jlmarl.core.buffer import buffer_init, check_buffer_fits
@@ -349,8 +349,13 @@ def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
     compile_cache.enable(cfg.get("compile_cache", "default"))
     sharding = seed_sharding(cfg.num_seeds, cfg.devices)
     engine = build(cfg, sharding)
-    if engine.algo.replay:  # on-policy learners allocate no buffer
-        check_buffer_fits(engine.env.spec, cfg.buffer_size, cfg.num_seeds, jax.devices()[0])
+    replay = engine.algo.replay  # on-policy learners allocate no buffer and sample no batch
+    in_flight = {"num_envs": cfg.num_envs, "batch_size": cfg.batch_size if replay else 0}
+    in_flight["test_episodes"] = cfg.test_episodes
+    capacity = cfg.buffer_size if replay else 0
+    check_buffer_fits(
+        engine.env.spec, capacity, cfg.num_seeds, jax.devices()[0], episodes_in_flight=in_flight
+    )
     _fault("before_run_dir")
     if signals.received:
         raise Interrupted(f"{signals.received}: stopped before the run folder was written", signals.code)
@@ -620,6 +625,9 @@ def _print_summary(summary: dict, info_keys) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("--help", "-h", "help") for a in argv):
+        print(usage())
+        return
     cfg = None
     with _Signals() as signals:  # from the start: a signal at any moment stops cleanly
         try:

@@ -64,6 +64,13 @@ def test_sample_only_stored_and_distinct():
 
 def test_too_large_buffer_fails_before_allocating():
     huge = EnvSpec("huge", n_agents=10, obs_dim=1000, state_dim=1000, n_actions=20, episode_limit=1000)
-    with pytest.raises(MemoryError, match=r"buffer_size=1000000 .* lower buffer_size \(at most \d+ fits\)"):
+    with pytest.raises(MemoryError, match=r"buffer_size=1000000\) .* lower buffer_size \(at most \d+ fits\)"):
         check_buffer_fits(huge, 1_000_000, 1, jax.devices()[0])
     assert check_buffer_fits(SPEC, 10, 2, jax.devices()[0]) == 20 * episode_nbytes(SPEC)
+    # the evaluation episodes count too, and the message names the setting to lower
+    with pytest.raises(MemoryError, match=r"lower test_episodes \(at most \d+ fits\)"):
+        check_buffer_fits(huge, 10, 1, jax.devices()[0], episodes_in_flight={"test_episodes": 1_000_000})
+    in_flight = {"num_envs": 4, "test_episodes": 6}
+    assert check_buffer_fits(
+        SPEC, 10, 2, jax.devices()[0], episodes_in_flight=in_flight
+    ) == 40 * episode_nbytes(SPEC)

@@ -64,3 +64,46 @@ def test_old_spellings_of_method_keys_still_work_with_a_warning(capsys):
     err = capsys.readouterr().err
     assert "algo.message_dim is deprecated, use lsf_sac.message_dim" in err
     assert "algo.belief.samples is deprecated, use belief_i2q.samples" in err
+
+
+def test_every_env_key_is_declared():
+    """Each env config's own keys (env.*) carry a declaration; engine or algo keys an env
+    config overrides are declared where their defaults are."""
+    import re
+    from pathlib import Path
+
+    from jlmarl.config_schema import CONFIG_DIR
+
+    key = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)$")
+    undeclared = []
+    for path in sorted((CONFIG_DIR / "env").glob("*.yaml")):
+        stack: list[tuple[int, str]] = []
+        for line in Path(path).read_text().splitlines():
+            m = key.match(line)
+            if m is None or line.lstrip().startswith("#"):
+                continue
+            while stack and stack[-1][0] >= len(m["indent"]):
+                stack.pop()
+            full = ".".join([k for _, k in stack] + [m["key"]])
+            if not m["rest"].split("#")[0].strip():
+                stack.append((len(m["indent"]), m["key"]))
+            elif full.startswith("env.") and not re.search(r"#\s*\[", m["rest"]):
+                undeclared.append(f"{path.name}: {full}")
+    assert not undeclared, undeclared
+    assert {"env.max_steps", "env.host.timeout_s", "env.keep_prob"} <= set(schema())
+
+
+def test_help_lists_the_groups_and_every_declared_key(capsys):
+    from jlmarl.train import main
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m jlmarl.train")
+    assert "pqn_vdn" in out and "smax_3m" in out
+    assert "limarl.kl_warmup" in out and "an integer >= 0" in out
+
+
+def test_a_key_given_twice_warns_and_the_last_wins(capsys):
+    cfg = load_config(["seed=1", "seed=2"])
+    assert cfg.seed == 2
+    assert "seed is given twice (seed=1, then seed=2); the last wins" in capsys.readouterr().err

@@ -134,19 +134,33 @@ def available_memory_bytes(device: jax.Device) -> tuple[int, str]:
 
 
 def check_buffer_fits(
-    spec: EnvSpec, capacity: int, num_seeds: int, device: jax.Device, fraction: float = 0.7
+    spec: EnvSpec,
+    capacity: int,
+    num_seeds: int,
+    device: jax.Device,
+    fraction: float = 0.7,
+    episodes_in_flight: dict[str, int] | None = None,
 ) -> int:
-    """Raises MemoryError, before anything is allocated, if the buffers of all
-    seeds would take more than `fraction` of the free memory. Returns the bytes."""
+    """Raises MemoryError, before anything is allocated or compiled, if the episode data of
+    all seeds would take more than `fraction` of the free memory; returns the bytes.
+
+    Counted per seed: the replay buffer (`capacity` episodes; 0 for on-policy learners) and
+    `episodes_in_flight`, the other episode-sized arrays a chunk holds at once, by the
+    setting that sizes them (e.g. {"num_envs": 8, "batch_size": 128, "test_episodes": 32})."""
     per_episode = episode_nbytes(spec)
-    need = per_episode * capacity * num_seeds
+    sizes = {"buffer_size": capacity, **(episodes_in_flight or {})}
+    need = per_episode * sum(sizes.values()) * num_seeds
     free, where = available_memory_bytes(device)
     if need > fraction * free:
-        fits = int(fraction * free / (per_episode * num_seeds))
+        key = max(sizes, key=sizes.get)
+        others = sum(v for k, v in sizes.items() if k != key)
+        fits = max(int(fraction * free / (per_episode * num_seeds)) - others, 0)
+        parts = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         raise MemoryError(
-            f"the replay buffer needs {need / 2**30:.2f} GiB ({num_seeds} seed(s) x buffer_size={capacity} "
-            f"episodes x {per_episode / 2**20:.2f} MiB per {spec.episode_limit}-step episode of {spec.name}) "
-            f"but only {free / 2**30:.2f} GiB of {where} is free (at most {fraction:.0%} may be used); "
-            f"lower buffer_size (at most {fits} fits) or num_seeds"
+            f"the run's episode data needs {need / 2**30:.2f} GiB ({num_seeds} seed(s) x ({parts}) "
+            "episodes x "
+            f"{per_episode / 2**20:.2f} MiB per {spec.episode_limit}-step episode of {spec.name}) but only "
+            f"{free / 2**30:.2f} GiB of {where} is free (at most {fraction:.0%} may be used); lower {key} "
+            f"(at most {fits} fits) or num_seeds"
         )
     return need
