@@ -42,6 +42,7 @@ their ID and last action (Table 9): the learners add both (jlmarl.nets.agents).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -148,9 +149,17 @@ class MaMuJoCo:
             raise ValueError(
                 f"{name}: env.nearest_joints must be in [0, {len(joints) - 1}], got {nearest_joints}"
             )
-        from brax import envs as brax_envs  # heavy (MuJoCo, MJX): only when an env is built
+        import mujoco  # heavy (MuJoCo, MJX): only when an env is built
+        from brax import envs as brax_envs
 
-        self.brax_env = brax_envs.get_environment(robot, backend=backend)
+        # MuJoCo writes its warnings (half_cheetah.xml's deprecated settotalmass) to MUJOCO_LOG.TXT
+        # in the working directory unless a callback takes them: make them Python warnings
+        previous = mujoco.get_mju_user_warning()
+        mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", stacklevel=1))
+        try:
+            self.brax_env = brax_envs.get_environment(robot, backend=backend)
+        finally:
+            mujoco.set_mju_user_warning(previous)
         model = self.brax_env.sys.mj_model
         joint_ids = [model.joint(j).id for j in joints]
         actuator_of = {int(model.actuator_trnid[a, 0]): a for a in range(model.nu)}
