@@ -368,6 +368,13 @@ class Nets:
     world: WorldModel
 
 
+def make_nets(spec: EnvSpec, cfg: dict, s: Settings) -> Nets:
+    """The agent (QMIX's GRU agent), the QMIX mixer and the world model of a run."""
+    agent = RNNAgent(int(cfg["hidden_dim"]), spec.n_actions)
+    mixer = QMixer(spec.n_agents, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"]))
+    return Nets(agent, mixer, WorldModel(spec, agent.hidden_dim, s))
+
+
 def q_head_of(agent: RNNAgent, agent_params):
     """The agent's own Q head (its fc2 layer) as a function of h."""
     head = nn.Dense(agent.n_actions)
@@ -436,9 +443,8 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "vdfd") -> Algo:
             f"vdfd.graph=visibility needs an env that reports which agents see each other "
             f"(smax_* maps), and {spec.name} does not: use vdfd.graph=full"
         )
-    agent = RNNAgent(int(cfg["hidden_dim"]), n_actions)
-    mixer = QMixer(n, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"]))
-    nets = Nets(agent, mixer, WorldModel(spec, agent.hidden_dim, s))
+    nets = make_nets(spec, cfg, s)
+    agent, mixer = nets.agent, nets.mixer
     epsilon = epsilon_settings(cfg)
     # RMSProp (PyMARL's QMIX, which the paper's defaults follow).
     optimizer = make_optimizer(
