@@ -226,26 +226,15 @@ def _policy(rng, avail: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("task", list(lbf.TASKS))
-def test_replayed_episodes_match_lbforaging(task):
-    """Our resets loaded into lbforaging; both step the same actions until the episode ends."""
-    name, n_episodes = f"lbf_{task}", N_EPISODES
-    env, _, reset, step, _, _ = jitted(name)
-    refs = [reference(task) for _ in range(n_episodes)]
-    keys = jax.random.split(jax.random.key(7), n_episodes)
-    s, ts = reset(keys)
-    first = jax.device_get(s)
-    for i, ref in enumerate(refs):
-        load_into(ref, jax.tree.map(lambda x, i=i: x[i], first))
-        np.testing.assert_array_equal(ts.obs[i], np.stack(ref._make_gym_obs()))
-    if env.force_coop:  # each food's level: the sum of the (at most 3) agents' levels
-        np.testing.assert_array_equal(
-            first.food_level.T, np.broadcast_to(first.agent_level.sum(1), (env.n_food, n_episodes))
-        )
-    rng, live = np.random.default_rng(0), np.ones(n_episodes, bool)
-    rewarded = ends = 0
+def replay(task, s, refs, rng) -> None:
+    """Steps ours (batched state s) and each lbforaging env in refs, already in the same
+    states, with the same actions until every episode ends; asserts they agree at every step."""
+    env, _, _, step, _, _ = jitted(f"lbf_{task}")
+    keys = jax.random.split(KEY, len(refs))
+    live, rewarded = np.ones(len(refs), bool), 0
+    current = np.stack([ref_avail(r) for r in refs])  # [episodes, n, 6]
     for t in range(env.spec.episode_limit):
-        actions = np.stack([_policy(rng, a) for a in np.asarray(ts.avail)])
+        actions = np.stack([_policy(rng, a) for a in current])
         s, ts = step(keys, s, jnp.asarray(actions))
         out = jax.device_get(ts)
         for i in np.flatnonzero(live):
@@ -257,11 +246,47 @@ def test_replayed_episodes_match_lbforaging(task):
             assert (out.terminated[i], out.truncated[i]) == (terminated, truncated), where
             assert out.info["won"][i] == float(terminated)
             rewarded += reward > 0
-            if terminated or truncated:
-                live[i], ends = False, ends + 1
+            live[i] = not (terminated or truncated)
+        current = out.avail
         if not live.any():
             break
-    assert ends == n_episodes and rewarded > 0
+    assert not live.any() and rewarded > 0
+
+
+@pytest.mark.parametrize("task", list(lbf.TASKS))
+def test_replayed_episodes_match_lbforaging(task):
+    """Our resets loaded into lbforaging; both step the same actions until the episode ends."""
+    env, _, reset, _, _, _ = jitted(f"lbf_{task}")
+    refs = [reference(task) for _ in range(N_EPISODES)]
+    s, ts = reset(jax.random.split(jax.random.key(7), N_EPISODES))
+    first = jax.device_get(s)
+    for i, ref in enumerate(refs):
+        load_into(ref, jax.tree.map(lambda x, i=i: x[i], first))
+        np.testing.assert_array_equal(ts.obs[i], np.stack(ref._make_gym_obs()))
+        np.testing.assert_array_equal(ts.avail[i], ref_avail(ref))
+    if env.force_coop:  # each food's level: the sum of the (at most 3) agents' levels
+        np.testing.assert_array_equal(
+            first.food_level.T, np.broadcast_to(first.agent_level.sum(1), (env.n_food, N_EPISODES))
+        )
+    replay(task, s, refs, np.random.default_rng(0))
+
+
+def test_lbforaging_resets_replay_in_ours():
+    """The other way round: lbforaging's own seeded resets, read into our state."""
+    task = "2s_10x10_3p_3f"
+    env = jitted(f"lbf_{task}")[0]
+    refs, states = [reference(task) for _ in range(N_EPISODES)], []
+    for seed, ref in enumerate(refs):
+        for p in ref.players:  # forget the last episode's positions, as the host adapter does
+            p.position = None
+        ref.reset(seed=100 + seed)
+        rows, cols = np.nonzero(ref.field)
+        food = [((r, c), ref.field[r, c]) for r, c in zip(rows, cols, strict=True)]
+        state = scene(env, [(p.position, p.level) for p in ref.players], food)
+        states.append(state.replace(food_spawned=jnp.float32(ref._food_spawned)))
+    s = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    np.testing.assert_array_equal(jitted(f"lbf_{task}")[4](states[0]), np.stack(refs[0]._make_gym_obs()))
+    replay(task, s, refs, np.random.default_rng(1))
 
 
 def test_reset_draws_like_lbforaging():
