@@ -231,7 +231,7 @@ def recorded_rollout(
 def world_model_terms(
     nets: MmsaNets, params, hidden: jax.Array, greedy: jax.Array, batch: EpisodeBatch, key: jax.Array
 ) -> dict[str, jax.Array]:
-    """L_KL, L_REC, the state-level L_SALE and L_pi on a batch, plus the diagnostics.
+    """L_KL, L_REC, the state-level L_SALE and L_pi on a batch (masked means over real steps).
 
     hidden: the agents' joint hidden states h [B, T+1, n H] (a constant here); greedy int
     [B, T+1, n]: the agents' greedy actions. Also returns "posterior_mean" [B, T+1, d]."""
