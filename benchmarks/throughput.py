@@ -129,8 +129,11 @@ def measure(
     # One update at a fixed batch length, on a batch of this learner's own buffer.
     t_len = update_len or env.spec.episode_limit // 2
     batch = jax.vmap(buffer_sample, in_axes=(0, 0, None))(carry.buffer, keys, cfg.batch_size)
-    update = jax.jit(jax.vmap(lambda ts, b, k: algo.update(ts, b.truncate(t_len), k)))
-    update_s, _ = timed(update, carry.train_state, batch, keys)
+    # each seed's clock (and the newest episodes, for learners that ask) as the engine tells it
+    phase = engine.phase_at(np.min(np.asarray(carry.updates)))
+    ctx = jax.vmap(lambda c: engine._context(c, phase, None))(carry)
+    update = jax.jit(jax.vmap(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
+    update_s, _ = timed(update, carry.train_state, batch, keys, ctx)
     return {
         "algo": algo_name,
         "env": env_name,
