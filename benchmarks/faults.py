@@ -234,6 +234,24 @@ def external_signal_cases(b: Bench) -> None:
                  out + err, needles, equal, faults=len(sigs))  # fmt: skip
 
 
+def second_signal_cases(b: Bench) -> None:
+    """A second stop request (over a second after the first) exits at once, even in the
+    middle of a save: the newest complete checkpoint is intact and resuming is exact."""
+    for point, nth, sig, code, newest in (
+        ("during_save", 3, "sigint", 130, 2),
+        ("after_chunk", 2, "sigterm", 143, 2),
+    ):
+        run_dir = b.work / f"second_{sig}_{point}"
+        result = b.train(TINY, run_dir, fault=f"{point}:{sig}*2:{nth}")
+        output = result.stdout + result.stderr
+        needles = [f"{sig.upper()} again: exiting now"] + (
+            [] if steps(run_dir) == list(range(1, newest + 1)) else ["<steps>"]
+        )
+        equal = b.finish(TINY, run_dir, "resume")
+        case = f"second {sig} at {point}:{nth}"
+        b.record(case, f"{sig} x2 @ {point}", code, result.returncode, output, needles, equal, faults=2)
+
+
 def second_process_case(b: Bench) -> None:
     run_dir = b.work / "two_processes"
     first = b.popen(LONG, run_dir, cache=False)
@@ -365,8 +383,10 @@ def main() -> None:
         b = Bench(Path(tmp) / "runs", Path(tmp) / "cache")
         b.work.mkdir()
         b.reference(TINY)
-        groups = [signal_cases, external_signal_cases, second_process_case, disk_full_case, damage_cases,
-                  folder_cases]  # fmt: skip
+        groups = [
+            signal_cases, second_signal_cases, external_signal_cases, second_process_case, disk_full_case,
+            damage_cases, folder_cases,
+        ]  # fmt: skip
         for group in groups:
             if options.only in group.__name__:
                 group(b)

@@ -45,9 +45,10 @@ EXIT_CONFIG, EXIT_NONFINITE, EXIT_HOST_ENV, EXIT_SAVE = 2, 3, 4, 5  # a signal: 
 
 # Fault-injection points (tests/test_faults.py, benchmarks/faults.py). FAULT_HOOKS[point]()
 # runs at each named point below; from outside, JLMARL_FAULT=<point>:<action>[:<n>] does
-# <action> (sigint, sigterm, sigkill, enospc) at the n-th time (default 1st) the point is
-# reached. Points: before_run_dir, before_compile, after_compile, after_chunk, before_save,
-# during_save (written, not yet renamed into place), after_save, before_eval, before_plot.
+# <action> (sigint, sigterm, sigkill, enospc; sigint*2: a second request after the first)
+# at the n-th time (default 1st) the point is reached. Points: before_run_dir,
+# before_compile, after_compile, after_chunk, before_save, during_save (written, not yet
+# renamed into place), after_save, before_eval, before_plot.
 FAULT_HOOKS: dict[str, Callable[[], None]] = {}
 _fault_counts: dict[str, int] = {}
 
@@ -64,7 +65,10 @@ def _fault(point: str) -> None:
         return
     if action == "enospc":
         raise OSError(28, os.strerror(28))
-    os.kill(os.getpid(), getattr(signal, action.upper()))
+    name, _, times = action.partition("*")
+    for i in range(int(times or 1)):
+        time.sleep(_SAME_SIGNAL_S + 0.2 if i else 0)
+        os.kill(os.getpid(), getattr(signal, name.upper()))
 
 
 class NonFiniteError(RuntimeError):
@@ -255,6 +259,7 @@ class _Signals:
         self.previous = {}
         self.on_exit: list[Callable[[], None]] = []  # run before the second signal's exit
         self.first_at: float | None = None  # monotonic time of the first signal
+        self.exiting = False
         self.wakeup = None
 
     def _is_second(self) -> bool:
@@ -266,7 +271,9 @@ class _Signals:
         return now - self.first_at >= _SAME_SIGNAL_S
 
     def _exit_now(self, signum):
-        print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr, flush=True)
+        if not self.exiting:  # the watcher and the main thread may both get here: say it once
+            self.exiting = True
+            print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr, flush=True)
         for cleanup in self.on_exit:
             try:
                 cleanup()

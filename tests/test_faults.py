@@ -149,7 +149,7 @@ def test_signal_before_the_folder_or_the_first_checkpoint_then_the_plain_command
     assert metrics(run_dir) == reference[1]
 
 
-def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkeypatch):
+def test_second_signal_exits_at_once_with_the_same_code(reference, tmp_path, capsys, monkeypatch):
     exits = []
 
     def hard_exit(code):  # os._exit in real runs (benchmarks/faults.py sends real signals)
@@ -175,6 +175,10 @@ def test_second_signal_exits_at_once_with_the_same_code(tmp_path, capsys, monkey
     assert ("jlmarl-signals", 143) in exits and {code for _, code in exits} == {143}
     assert steps(tmp_path / "r") == [1, 2]  # the newest checkpoint is complete
     assert not (tmp_path / "r" / ".lock").exists()
+    monkeypatch.setattr(train, "FAULT_HOOKS", {})
+    got, _, err = main(capsys, *TINY, f"run_dir={tmp_path / 'r'}", "resume=true")
+    assert got == 0, err
+    assert metrics(tmp_path / "r") == reference[1]
 
 
 def test_disk_full_during_a_save_then_a_corrupt_newest_checkpoint(reference, tmp_path, capsys, monkeypatch):
