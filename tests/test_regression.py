@@ -24,4 +24,5 @@ def test_fixed_seed_updates_reproduce_the_reference(name):
         if key.startswith("actions"):
             assert got[key] == value, key
         else:
-            np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=f"{name} {key}")
+            # atol: means near zero (a TD target mean of -0.08) move by a few float32 ulps
+            np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-6, err_msg=f"{name} {key}")

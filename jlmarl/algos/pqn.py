@@ -34,18 +34,17 @@ import optax
 
 from jlmarl.algos.q_learning import (
     QLearnerState,
-    RecurrentActor,
     epsilon_settings,
-    explore_or_exploit,
     init_recurrent_actor,
     joint_q_table,
     make_optimizer,
+    recurrent_act,
 )
 from jlmarl.core.algo import Algo, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
 from jlmarl.envs.base import EnvSpec
-from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, segment_inputs
+from jlmarl.nets.agents import RNNAgent, episode_inputs, input_dim, segment_inputs
 from jlmarl.nets.mixers import QMixer, VDNMixer
 from jlmarl.nets.recurrent import unroll
 
@@ -115,13 +114,6 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, method: dict, name: str | None =
         }
         return QLearnerState(params, {}, optimizer.init(params), jnp.int32(0))  # no target network
 
-    def act(ts, actor, obs, avail, key, env_steps, greedy):
-        hidden, q = agent.apply(
-            ts.params["agent"], actor.hidden, agent_inputs(obs, actor.last_action, n_actions)
-        )
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
-        return actions, RecurrentActor(hidden, actions)
-
     def minibatch_loss(params, mb: EpisodeBatch, inputs, h0):
         q_all = unroll(agent, params["agent"], inputs, h0=h0, resets=mb.resets)  # [b, T+1, n, A]
         frozen = jax.lax.stop_gradient(params["mixer"])
@@ -171,7 +163,7 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, method: dict, name: str | None =
         name=name or f"pqn_{mixer}",
         init=init,
         init_actor=lambda n_envs: init_recurrent_actor(n_envs, n, agent.hidden_dim),
-        act=act,
+        act=recurrent_act(agent, n_actions, epsilon),
         update=update,
         target_update=lambda ts: ts,  # no target network
         joint_q=joint_q,

@@ -20,7 +20,7 @@ from flax import struct
 
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.targets import td_lambda_targets
-from jlmarl.nets.agents import episode_inputs, masked_argmax
+from jlmarl.nets.agents import agent_inputs, episode_inputs, masked_argmax
 from jlmarl.nets.recurrent import unroll
 
 
@@ -137,6 +137,20 @@ def joint_q_table(agent, agent_params, batch: EpisodeBatch, n_actions: int, mix=
     if mix is None:
         return q[:, :, jnp.arange(n)[None, :], joint_actions].sum(-1), q
     return joint_q_values(q, batch.state[:, :-1], joint_actions, mix), q
+
+
+def recurrent_act(agent, n_actions: int, epsilon: tuple[float, float, int]):
+    """The acting rule of a learner whose agent is one recurrent Q network shared by the
+    agents (params["agent"]): each agent's own observation and last action in, epsilon-greedy
+    over its available actions (greedy at evaluation). Returns Algo.act."""
+
+    def act(ts, actor, obs, avail, key, env_steps, greedy):
+        inputs = agent_inputs(obs, actor.last_action, n_actions)
+        hidden, q = agent.apply(ts.params["agent"], actor.hidden, inputs)
+        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
+        return actions, RecurrentActor(hidden, actions)
+
+    return act
 
 
 def init_recurrent_actor(n_envs: int, n_agents: int, hidden_dim: int) -> RecurrentActor:

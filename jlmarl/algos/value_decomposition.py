@@ -18,19 +18,18 @@ import optax
 
 from jlmarl.algos.q_learning import (
     QLearnerState,
-    RecurrentActor,
     apply_gradients,
     double_q_td_loss,
     epsilon_settings,
-    explore_or_exploit,
     init_recurrent_actor,
     joint_q_table,
     make_optimizer,
+    recurrent_act,
 )
 from jlmarl.core.algo import Algo, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.envs.base import EnvSpec
-from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim
+from jlmarl.nets.agents import RNNAgent, episode_inputs, input_dim
 from jlmarl.nets.mixers import QMixer, VDNMixer
 from jlmarl.nets.recurrent import unroll
 
@@ -71,13 +70,6 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
     def init_actor(n_envs):
         return init_recurrent_actor(n_envs, n, agent.hidden_dim)
 
-    def act(ts, actor, obs, avail, key, env_steps, greedy):
-        hidden, q = agent.apply(
-            ts.params["agent"], actor.hidden, agent_inputs(obs, actor.last_action, n_actions)
-        )
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
-        return actions, RecurrentActor(hidden, actions)
-
     def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
         del key, ctx  # the update is deterministic given the batch
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
@@ -112,7 +104,7 @@ def build(spec: EnvSpec, cfg: dict, mixer: str, name: str | None = None) -> Algo
         name=name or mixer,
         init=init,
         init_actor=init_actor,
-        act=act,
+        act=recurrent_act(agent, n_actions, epsilon),
         update=update,
         target_update=target_update,
         joint_q=joint_q,

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
+from jlmarl.config_schema import leaves
 from jlmarl.core.metrics_log import read_run
 
 RETURN = "test_return_mean"
@@ -101,17 +102,6 @@ class Comparison:
         """Per algo, [S_a, T]: each seed's mean over its last `last` evaluations."""
         values = self.curves if values is None else values
         return {algo: v[..., -self.last :].mean(axis=-1) for algo, v in values.items()}
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _span(steps) -> str:
@@ -250,7 +240,7 @@ def _check_same_grid(runs: list[Run]) -> None:
 def _check_poolable(runs: list[Run]) -> None:
     first = runs[0]
     for run in runs[1:]:
-        ours, theirs = _flatten(first.settings), _flatten(run.settings)
+        ours, theirs = leaves(first.settings), leaves(run.settings)
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if differ:
             key = differ[0]
