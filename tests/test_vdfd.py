@@ -144,6 +144,29 @@ def test_masks_at_zero_remove_a_branch_exactly():
     np.testing.assert_array_equal(vdfd.masked_output(ac, af, nan, (1.0, 1.0, 0.0)), [11.0, 22.0])
 
 
+def test_loss_pieces_by_hand():
+    # q = N(1, 1), prior = N(0, 4): KL(prior || N(0, 1)) = (4 - 1 - log 4) / 2 and
+    # KL(q || prior) = log 2 + (1 + 1) / 8 - 1/2: together 1.25; balancing keeps the value
+    q, p = (jnp.array([1.0]), jnp.array([0.0])), (jnp.array([0.0]), jnp.log(jnp.array([4.0])))
+    np.testing.assert_allclose(vdfd.branch_kl(q, p, None), 1.25, rtol=1e-6)
+    np.testing.assert_allclose(vdfd.branch_kl(q, p, 0.8), 1.25, rtol=1e-6)
+    np.testing.assert_allclose(vdfd.branch_kl(q, None, 0.8), 0.5, rtol=1e-6)  # VDF-POST: KL(q || N(0, I))
+    terms = {"ac_kl": 1.0, "ac_rec": 2.0, "af_kl": 3.0, "af_rec": 4.0, "st_rec": 5.0}
+    assert vdfd.weighted_loss(1.0, terms, (1.0, 0.5, 0.0, 2.0, 1.0)) == 1 + 1 + 1 + 0 + 8 + 5
+    np.testing.assert_allclose(vdfd.mse(jnp.array([1.0, 2.0, 3.0]), jnp.array([0.0, 0.0, 0.0])), 14 / 3)
+    # o_0 and o_{t+1} of every step taken are real; the running mean holds after the end
+    valid = vdfd.observed_steps(jnp.array([[True, True, False]]))
+    np.testing.assert_array_equal(valid, [[True, True, True, False]])
+    obs = jnp.array([2.0, 4.0, 6.0, 100.0]).reshape(1, 4, 1, 1)
+    np.testing.assert_allclose(vdfd.running_mean(obs, valid)[0, :, 0, 0], [2.0, 3.0, 4.0, 4.0])
+    np.testing.assert_allclose(
+        vdfd.masked_mean(
+            jnp.array([[[1.0, 3.0], [5.0, 7.0], [100.0, 100.0]]]), jnp.array([[True, True, False]])
+        ),
+        4.0,
+    )
+
+
 def test_visibility_graph_of_a_hand_placed_smax_scene():
     """Allies 0, 1 (sight 9) and 2 (sight 4, a shorter-sighted type); ally 3 is dead.
     0 at (0, 0), 1 at (8, 0), 2 at (0, 6), 3 at (1, 0): 0 and 1 see each other (8 < 9);

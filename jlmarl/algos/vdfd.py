@@ -29,8 +29,9 @@ Choices where the paper leaves room (each in one place below):
     posterior's own recurrent input v̂_{t-1} is a constant for its gradient too (one-step
     truncation), which lets its backward pass run over all steps at once.
   * L_af^REC includes the prior's reconstruction of v̂_{t-1} (the paper's equation;
-    the spec lists only GALA's term). Reconstructions are ½‖x − x̂‖² per node, summed
-    over features (GALA's loss; the paper writes MSE), averaged over agents and real steps.
+    the spec lists only GALA's term). Reconstructions are the paper's MSE (mean over
+    features; the spec writes GALA's ½‖X − X̂‖², a sum), averaged over agents and real
+    steps; the prior's reconstruction of [ŝ_{t-1}, a_{t-1}] is two MSEs, as the paper has.
   * Imagination holds the graph and the available actions of step t; latents are drawn
     (the paper's ~), the static branch is held (it has no transition).
   * `prior=false` (VDF-POST): no prior, KL(q || N(0, I)), no imagination (nothing to
@@ -72,7 +73,7 @@ from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.envs.base import EnvSpec
 from jlmarl.nets import world_model as wm
 from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, masked_argmax
-from jlmarl.nets.gala import GALADecoder, GALAEncoder, reconstruction_loss
+from jlmarl.nets.gala import GALADecoder, GALAEncoder
 from jlmarl.nets.gaussian import GaussianHead, kl_balanced, kl_diag, kl_std_normal, sample
 from jlmarl.nets.mixers import QMixer
 from jlmarl.nets.mlp import MLP
@@ -154,6 +155,11 @@ def observed_steps(mask: jax.Array) -> jax.Array:
     """mask [B, T] of steps taken -> bool [B, T+1] of real observations (o_0 of a
     non-empty episode, then o_{t+1} for every step t taken)."""
     return jnp.concatenate([mask[:, :1], mask], axis=1)
+
+
+def mse(x: jax.Array, y: jax.Array) -> jax.Array:
+    """The paper's MSE per node: mean over the feature axis, [..., D] -> [...]."""
+    return jnp.mean((x - y) ** 2, axis=-1)
 
 
 def masked_mean(x: jax.Array, valid: jax.Array) -> jax.Array:
@@ -283,13 +289,16 @@ class WorldModel:
         ac_post = _gaussian(self.apply(params, "ac_posterior", hs, post_adj))
         s_hat = sample(k_ac, *ac_post)
         h_rec = self.apply(params, "ac_decoder", s_hat, post_adj)
-        ac_rec = reconstruction_loss(hs, h_rec)  # [B, T+1, n]
+        ac_rec = mse(hs, h_rec)  # [B, T+1, n]
         ac_prior = None
         if s.prior:
             prior_in = jnp.concatenate([shift_in_time(sg(s_hat)), last_actions], -1)
             ac_prior = self.apply(params, "ac_prior", prior_in)
             prior_rec = self.apply(params, "ac_prior_decoder", sample(k_ac_prior, *ac_prior))
-            ac_rec = ac_rec + reconstruction_loss(prior_in, prior_rec)
+            d = s.latent_dim
+            ac_rec = (
+                ac_rec + mse(prior_in[..., :d], prior_rec[..., :d]) + mse(last_actions, prior_rec[..., d:])
+            )
 
         # Action-free: q(v̂_t | v̂_{t-1}, o_t) is recurrent in v̂. Its recurrent input is a
         # constant for the gradient (one-step truncation), so the chain of draws runs
@@ -312,18 +321,18 @@ class WorldModel:
         mu_v, logvar_v = _gaussian(self.apply(params, "af_posterior", x_af, post_adj))
         v_hat = jax.vmap(sample, in_axes=(0, 1, 1), out_axes=1)(keys_v, mu_v, logvar_v)
         x_af_rec = self.apply(params, "af_decoder", v_hat, post_adj)
-        af_rec = reconstruction_loss(x_af, x_af_rec)
+        af_rec = mse(x_af, x_af_rec)
         af_prior = None
         if s.prior:
             v_before = x_af[..., : s.latent_dim]  # v̂_{t-1}, a constant
             af_prior = self.apply(params, "af_prior", v_before)
             v_rec = self.apply(params, "af_prior_decoder", sample(k_af_prior, *af_prior))
-            af_rec = af_rec + reconstruction_loss(v_before, v_rec)
+            af_rec = af_rec + mse(v_before, v_rec)
 
         # Static: a GALA auto-encoder over each agent's running mean of its observations.
         mean_obs = running_mean(obs, valid)
         z = self.apply(params, "st_encoder", mean_obs, adj)
-        st_rec = reconstruction_loss(mean_obs, self.apply(params, "st_decoder", z, adj))
+        st_rec = mse(mean_obs, self.apply(params, "st_decoder", z, adj))
 
         terms = {
             "ac_kl": masked_mean(branch_kl(ac_post, ac_prior, s.kl_alpha), valid),
