@@ -11,7 +11,7 @@ paper). Every script reuses the runs it finds finished there, so a rerun continu
 where the last one stopped (a run in progress starts again). The table is
 diagnostic | paper's result | ours (95% CIs where there are seeds) | verdict, where the
 verdict is reproduced / not reproduced / setup unspecified / quick (a shortened run,
-not a verdict) / not run. It is written to <root>/fidelity_<budget>.json and, with
+not a verdict) / in progress / not run. It is written to <root>/fidelity_<budget>.json and, with
 --readme, between the fidelity markers of README.md (the rest of the README stays
 hand-written).
 
@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from matrix_games import summarise  # the benchmark's own reader (benchmarks/ is the script's folder)
+from limarl_digits import aggregate  # the benchmarks' own readers (benchmarks/ is the script's folder)
+from matrix_games import summarise
 from scipy import stats
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -172,6 +173,9 @@ def digits_row(root: Path, quick: bool) -> dict:
     diag = "digits game, Table 4 ordering (seed 000, E)"
     paper = "with alignment: lower recon and align error, higher accuracy"
     s = load(root / "limarl_digits" / "summary.json")
+    seeds = sorted((root / "limarl_digits").glob("seed_*.json"))
+    if s is None or len(s["seeds"]) < len(seeds):  # a sweep in progress: the seeds finished so far
+        s = aggregate([json.loads(p.read_text()) for p in seeds]) if seeds else None
     if s is None:
         return row(diag, paper, None, "not run")
     by = {(r["lambda_kl"], r["lambda_align"]): r for r in s["rows"]}
@@ -241,7 +245,7 @@ def belief_row(root: Path, env: str, quick: bool) -> dict:
     if quick:
         return row(diag, paper, ours, "quick")
     if not {"belief_i2q", "rec_i2q", "rec_hyst_iql"} <= final.keys():
-        return row(diag, paper, ours + "; unfinished", "not run")
+        return row(diag, paper, ours + "; the others unfinished", "in progress")
     (b, bh), others = final["belief_i2q"], [final["rec_i2q"], final["rec_hyst_iql"]]
     above = all(b - bh > m + h for m, h in others)
     ok = above if env == "oracle" else not above
