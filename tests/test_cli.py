@@ -23,10 +23,10 @@ def train(*args, cwd=None):
     [
         (["algo=nope"], "unknown algo='nope'; valid names: iql, vdn, qmix, "),
         (["env=nope"], "unknown env='nope'; valid names: "),
-        (["env=smax_MMM2"], "env=smax_MMM2 is not supported"),
+        (["env=smax_2s_vs_1sc"], "env=smax_2s_vs_1sc is not supported"),
         (["algo.gamma=2"], "algo.gamma must be a number in [0, 1], got 2"),
         (["batch_size=10", "buffer_size=5"], "batch_size=10 exceeds buffer_size=5"),
-        (["no_such_key=1"], "bad override"),
+        (["no_such_key=1"], "unknown key no_such_key"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(args, expected, tmp_path):
