@@ -288,6 +288,7 @@ def test_each_variant_builds_and_trains_one_update(sections, overrides):
 TINY_CLI = [f"{k}={v}" for k, v in TINY.items()] + [f"vdfd.{k}={v}" for k, v in TINY_WORLD.items()]
 
 
+@pytest.mark.slow  # a whole SMAX chunk compile (~30 s of CPU); the variants test covers the update
 def test_cli_run_on_smax_with_the_visibility_graph(tmp_path):
     result = train(
         "algo=vdfd",
