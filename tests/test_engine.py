@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,7 +82,10 @@ def test_time_buckets_cut_only_padding(make_cfg):
     env = MatrixGame("padded", matrix.THREE_STATE_PAYOFF, episode_limit=10)
     algo = algos.build("qmix", env.spec, cfg)
     engine = Engine(env, algo, EngineConfig.from_cfg(cfg))
-    assert engine.bucket_lengths() == [3, 5, 8, 10]
+    assert engine.bucket_lengths() == [10]  # a fixed-length game: one update length
+    free = MatrixGame("free", matrix.THREE_STATE_PAYOFF, episode_limit=10)
+    free.spec = dataclasses.replace(free.spec, fixed_length=False)  # as if episodes could end early
+    assert Engine(free, algo, engine.cfg).bucket_lengths() == [3, 5, 8, 10]
     ts = algo.init(jax.random.PRNGKey(0))
     batch, _ = run_episodes(env, algo, ts, jax.random.PRNGKey(1), 16, 0, False)
 

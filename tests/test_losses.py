@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlmarl.algos.i2q import I2QNets, i2q_losses
+from jlmarl.algos.i2q import I2QNets, episode_transitions, i2q_losses
 from jlmarl.algos.lsf_sac import actor_loss, masked_policy, next_value
 from jlmarl.core.buffer import EpisodeBatch
 
@@ -82,7 +82,8 @@ TARGET_QSS = {"a": jnp.float32(0.2), "b": jnp.float32(0.3)}
 def _losses(params):
     nets = LinearNets(obs_dim=1, n_actions=2, hidden_dim=1)
     ctx = jnp.zeros((1, 2, 1, 1))
-    return i2q_losses(nets, params, TARGET_QSS, ctx, _one_step_batch(), gamma=0.9, lambda_f=0.1)
+    transitions = episode_transitions(_one_step_batch(), ctx)
+    return i2q_losses(nets, params, TARGET_QSS, transitions, gamma=0.9, lambda_f=0.1)
 
 
 def test_i2q_losses_by_hand():
