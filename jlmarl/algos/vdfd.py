@@ -60,19 +60,18 @@ import optax
 
 from jlmarl.algos.q_learning import (
     QLearnerState,
-    RecurrentActor,
     apply_gradients,
     double_q_td_loss,
     epsilon_settings,
-    explore_or_exploit,
     init_recurrent_actor,
     make_optimizer,
+    recurrent_act,
 )
 from jlmarl.core.algo import Algo, AlgoConfigError, UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.envs.base import EnvSpec
 from jlmarl.nets import world_model as wm
-from jlmarl.nets.agents import RNNAgent, agent_inputs, episode_inputs, input_dim, masked_argmax
+from jlmarl.nets.agents import RNNAgent, episode_inputs, input_dim, masked_argmax
 from jlmarl.nets.gala import GALADecoder, GALAEncoder
 from jlmarl.nets.gaussian import GaussianHead, kl_balanced, kl_diag, kl_std_normal, sample
 from jlmarl.nets.mixers import QMixer
@@ -471,13 +470,6 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "vdfd") -> Algo:
         }
         return QLearnerState(params, params, optimizer.init(params), jnp.int32(0))
 
-    def act(ts, actor, obs, avail, key, env_steps, greedy):
-        hidden, q = agent.apply(
-            ts.params["agent"], actor.hidden, agent_inputs(obs, actor.last_action, n_actions)
-        )
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
-        return actions, RecurrentActor(hidden, actions)
-
     def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
         del ctx
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
@@ -495,7 +487,7 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "vdfd") -> Algo:
         name=name,
         init=init,
         init_actor=lambda n_envs: init_recurrent_actor(n_envs, n, agent.hidden_dim),
-        act=act,
+        act=recurrent_act(agent, n_actions, epsilon),
         update=update,
         target_update=lambda ts: ts.replace(target_params=ts.params),
     )
