@@ -36,6 +36,10 @@ CASES = {
     "rec_i2q": ("oracle", []),
     "rec_hyst_iql": ("oracle", []),
     "belief_i2q": ("oracle", []),
+    "limarl": ("matrix_three_state", ["algo.gamma=0.9"]),
+    "mmsa": ("matrix_three_state", ["algo.gamma=0.9"]),
+    "vdfd": ("matrix_three_state", ["algo.gamma=0.9"]),
+    "pqn_vdn": ("matrix_three_state", ["num_envs=16", "pqn.minibatches=2"]),
 }
 
 
@@ -66,8 +70,11 @@ def run_case(name: str) -> dict:
     update = jax.jit(algo.update)
     out = {}
     for i in range(2):
-        zero = jnp.int32(0)
-        ctx = UpdateContext(jnp.int32(400), jnp.int32(40), jnp.int32(i), zero)
+        # with declared phases, the first update is in the first phase, the second in main
+        # training; a method that reads the newest buffer episodes gets this batch
+        phase = jnp.int32(min(i, len(algo.phases)))
+        recent = batch if algo.recent_episodes else None
+        ctx = UpdateContext(jnp.int32(400), jnp.int32(40), jnp.int32(i), phase, recent)
         ts, metrics = update(ts, batch, jax.random.PRNGKey(10 + i), ctx)
         out.update({f"update{i}/{k}": float(v) for k, v in metrics.items()})
     out["params_abs_sum"] = float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(ts.params)))
