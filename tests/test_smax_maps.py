@@ -12,6 +12,7 @@ import numpy as np
 import jlmarl.envs as envs
 from jlmarl.envs import smax_terrain
 from jlmarl.envs.smax_maps import MapSpec
+from jlmarl.envs.smax_units import UNITS, damage_table
 from jlmarl.envs.smax_world import SmaxWorldEnv, draw_race_types
 
 STOP = 4  # SMAX's stop action
@@ -216,7 +217,7 @@ def test_movement_rule_walls_cliffs_ramps_colossus_and_air():
 SCENE_MAP = MapSpec(
     "unit_scenes",
     allies=("medivac", "marine", "colossus", "baneling", "zergling", "zealot"),  # units 0-5
-    enemies=("zealot",) * 4 + ("zergling",) * 5 + ("marine",),  # 6-9, 10-14, 15
+    enemies=("zealot",) * 4 + ("zergling",) * 5 + ("marine", "stalker"),  # 6-9, 10-14, 15, 16
     max_steps=100,
     terrain="plateau",
 )
@@ -259,36 +260,38 @@ def test_a_medivac_heals_an_injured_ally_and_cannot_attack():
     avail = np.asarray(out["ts"].avail[0, 0])  # the medivac, after step 1
     assert avail[:5].all()  # moves and stop
     assert np.flatnonzero(avail[5:]).tolist() == [1]  # only the injured, living ground ally in range
-    # ...not itself, not the dead allies, no enemy: slots 6-9 (no such ally) are off.
+    # ...not itself, not the dead allies, no enemy: slots 6-10 (no such ally) are off.
 
 
 def test_a_baneling_explosion_damages_every_enemy_in_its_radius_and_removes_it():
-    # Baneling 3 at (22, 6) attacks zergling 10 (slot 4): 16 damage to every enemy ground
-    # unit within 2.2 of it (35 -> 19), none beyond, none to its own side, and it dies.
+    # Baneling 3 at (22, 6) attacks zergling 10 (slot 4): every enemy ground unit within 2.2
+    # of it takes 16, +19 if light (SC2's Volatile Burst): zerglings 35 -> 0, the zealot
+    # 150 -> 115; the armoured stalker 160 -> 144. None beyond, none to its own side; it dies.
     env, run = _scene_runner()
     units = {
         3: (22.0, 6.0),
-        10: (23.0, 6.0),  # distance 1.0
-        11: (22.0, 7.5),  # 1.5
-        12: (20.0, 6.0),  # 2.0
-        13: (22.0, 3.9),  # 2.1
-        14: (24.3, 6.0),  # 2.3: outside
+        10: (23.0, 6.0),  # zergling, distance 1.0
+        6: (22.0, 7.5),  # zealot, 1.5
+        16: (20.0, 6.0),  # stalker, 2.0
+        11: (22.0, 3.9),  # zergling, 2.1
+        14: (24.3, 6.0),  # zergling, 2.3: outside
         4: (21.0, 7.2),  # own zergling, 1.56
     }
     no_fire = {i: 100.0 for i in units if i != 3}  # only the baneling acts
     out = run(_scene(env, units, cooldown=no_fire), _actions(env, SCENE_STEPS).at[0, 3].set(5 + 4))
-    health = np.asarray(out["health"][0])
-    np.testing.assert_allclose(health[[10, 11, 12, 13]], 19.0)
+    health, alive = np.asarray(out["health"][0]), np.asarray(out["alive"][0])
+    np.testing.assert_allclose(health[[10, 11, 6, 16]], [0.0, 0.0, 115.0, 144.0])
+    assert not alive[10] and not alive[11] and alive[6] and alive[16]
     assert health[14] == 35.0 and health[4] == 35.0
-    assert health[3] == 0.0 and not bool(out["alive"][0, 3])
-    # Reward: the enemies' health fractions lost / 10 enemies, x10.
-    np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * 4 * 16 / 35 / 10, rtol=1e-5)
+    assert health[3] == 0.0 and not alive[3]
+    # Reward: the enemies' health fractions lost (1 + 1 + 35/150 + 16/160) / 11 enemies, x10.
+    np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * (2 + 35 / 150 + 16 / 160) / 11, rtol=1e-5)
 
 
 def test_a_colossus_damages_the_enemies_along_its_line():
     # Colossus 2 at (18, 6) attacks zealot 6 at (24, 6) (slot 0, range 7): the lance is the
     # segment x = 24, y 4.6..7.4 (half-length 1.4, perpendicular to the shot); enemy ground
-    # units within 0.5 of it lose 10.
+    # units within 0.5 of it lose 10 + 5 (zealots are light: the lance's +5 vs light).
     env, run = _scene_runner()
     units = {
         2: (18.0, 6.0),
@@ -301,7 +304,42 @@ def test_a_colossus_damages_the_enemies_along_its_line():
     no_fire = {i: 100.0 for i in units if i != 2}
     out = run(_scene(env, units, cooldown=no_fire), _actions(env, SCENE_STEPS).at[0, 2].set(5 + 0))
     health = np.asarray(out["health"][0])
-    np.testing.assert_array_equal(health[[6, 7, 8, 9, 5]], [140.0, 140.0, 150.0, 150.0, 150.0])
+    np.testing.assert_array_equal(health[[6, 7, 8, 9, 5]], [135.0, 135.0, 150.0, 150.0, 150.0])
+
+
+def test_damage_bonuses_one_rule_for_every_unit():
+    # SC2 4.10's bonuses by hand: base + bonus when the target has the bonus attribute.
+    names = tuple(UNITS)
+    table = damage_table(names)
+    d = {(a, t): float(table[names.index(a), names.index(t)]) for a in names for t in names}
+    assert (
+        d["baneling", "zealot"] == 16 + 19
+        and d["baneling", "zergling"] == 35
+        and d["baneling", "marine"] == 35
+    )
+    assert d["baneling", "stalker"] == 16 and d["baneling", "baneling"] == 16  # armored; biological only
+    assert (
+        d["marauder", "stalker"] == 10 + 10
+        and d["marauder", "medivac"] == 20
+        and d["marauder", "marine"] == 10
+    )
+    assert (
+        d["stalker", "stalker"] == 13 + 5 and d["stalker", "colossus"] == 18 and d["stalker", "zealot"] == 13
+    )
+    assert d["colossus", "zergling"] == 10 + 5 and d["colossus", "stalker"] == 10
+    for unit in ("marine", "zealot", "zergling", "hydralisk"):  # no bonus in SC2
+        assert {d[unit, t] for t in names} == {UNITS[unit].damage}
+    # Off: every attacker's base damage against every target.
+    assert (damage_table(names, bonuses=False) == np.array([UNITS[n].damage for n in names])[:, None]).all()
+
+
+def test_jaxmarls_maps_keep_smax_damage_without_bonuses():
+    # smax_2s3z stays on jaxmarl's engine: stalker 0 at (10, 16) shoots enemy stalker 5 at
+    # (15, 16) (slot 0, range 6, one shot per 0.5 s step at its 1.87 s cooldown): 160 - 13 = 147,
+    # not the 18 of our world maps' +5 vs armored. Enemy 5 shoots back the same.
+    env, run = _runner("smax_2s3z", 1)
+    out = run(_scene(env, {0: (10.0, 16.0), 5: (15.0, 16.0)}), _actions(env, 1, {0: 5}))
+    np.testing.assert_array_equal(np.asarray(out["health"][0, [0, 5]]), [147.0, 147.0])
 
 
 def test_only_medivacs_left_is_a_loss():

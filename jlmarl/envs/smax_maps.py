@@ -37,6 +37,11 @@ class MapSpec:
     # through the map centre (jaxmarl's heuristic), else this point.
     enemy_goal: tuple[float, float] | None = None
     race: str | None = None  # unit types drawn per episode from RACE_POOLS[race]
+    # SC2's damage bonuses (smax_units: "+19 vs light" etc., one rule for every unit). On for
+    # every map here; jaxmarl's maps (smax_3m, ...) run on jaxmarl's engine without them,
+    # unchanged, so that earlier results and checkpoints on them stay valid. False: SMAX's
+    # no-bonus rule on a world map (e.g. to compare with it).
+    damage_bonuses: bool = True
 
     @property
     def type_names(self) -> tuple[str, ...]:

@@ -23,7 +23,12 @@ Rules for the new units (statistics and their sources: `smax_units.py`):
   (SMAC: medivacs cannot heal themselves or other flying units). No energy.
 - colossus: ground-only line splash (smax_units), walks cliffs (not walls).
 - baneling: melee; when its attack lands it damages every enemy ground unit within
-  2.2 of it by 16 and its own health drops to 0.
+  2.2 of it (by 35 if light, else 16) and its own health drops to 0.
+- Damage: SC2's bonuses for every unit, by one rule (`smax_units.damage_table`): an attack
+  deals the attacker's damage plus its bonus to a unit with the bonus attribute (the
+  baneling's +19 vs light, the marauder's +10 vs armored, ...); splash victims each by
+  their own attributes. `MapSpec.damage_bonuses` (on for every map of `smax_maps.MAPS`)
+  turns it off; jaxmarl's maps run on jaxmarl's engine, which has no bonuses.
 - Units do not walk into one another: a move that would newly overlap a unit of the
   same layer slides along it (loses its component towards it), or is undone if that
   still overlaps. SMAX only pushes overlapping units apart afterwards, which lets a
@@ -49,7 +54,7 @@ from jlmarl.envs import smax_terrain
 from jlmarl.envs.base import EnvSpec, make_timestep
 from jlmarl.envs.smax import _import_jaxmarl_smax, ally_visibility, normalised_state
 from jlmarl.envs.smax_maps import MAPS, RACE_POOLS, MapSpec
-from jlmarl.envs.smax_units import LINE, RADIUS, SINGLE, UNITS, unit_table
+from jlmarl.envs.smax_units import LINE, RADIUS, SINGLE, UNITS, damage_table, unit_table
 
 _smax = _import_jaxmarl_smax()
 SMAX = _smax.SMAX
@@ -83,9 +88,17 @@ def segment_distance(points: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array
 class SmaxWorld(SMAX):
     """jaxmarl's SMAX with a per-map unit table, terrain and the new units' rules."""
 
-    def __init__(self, spec: MapSpec, max_steps: int, terrain: bool = True, **kwargs):
+    def __init__(
+        self,
+        spec: MapSpec,
+        max_steps: int,
+        terrain: bool = True,
+        damage_bonuses: bool | None = None,
+        **kwargs,
+    ):
         names = spec.type_names
         table = unit_table(names)
+        damage = damage_table(names, spec.damage_bonuses if damage_bonuses is None else damage_bonuses)
         grid = spec.grid() if terrain else smax_terrain.open_grid(32, 32)
         super().__init__(
             num_allies=len(spec.allies),
@@ -110,6 +123,10 @@ class SmaxWorld(SMAX):
         self.grid = jnp.asarray(grid)
         self.has_terrain = bool((grid != smax_terrain.LOW).any())
         self.has_splash = bool((table["splash"] != SINGLE).any())
+        # [attacker type, target type] damage per attack; static: a map where no attacker's
+        # damage depends on its target (corridor: zealots and zerglings) skips the [n, n] lookup.
+        self.damage = jnp.asarray(damage, jnp.float32)
+        self.pair_damage = bool((damage != damage[:, :1]).any())
         if self.has_terrain:  # path tables only where there is something to path around
             self.paths_ground = jnp.asarray(smax_terrain.path_lengths(grid, walks_cliffs=False))
             self.paths_cliffs = jnp.asarray(smax_terrain.path_lengths(grid, walks_cliffs=True))
@@ -271,10 +288,13 @@ class SmaxWorld(SMAX):
             victims = jnp.where(
                 (splash == LINE)[:, None], line, jnp.where((splash == RADIUS)[:, None], blast, victims)
             )
-        amount = jnp.where(
-            heals, -self.unit_stat(state, "heal_rate") * self.time_per_step, self.unit_stat(state, "damage")
-        )
-        effect = jnp.where(hits[:, None] & victims, amount[:, None], 0.0)
+        if self.pair_damage:  # [attacker, victim]: base damage + the bonus for the victim's attributes
+            damage = self.damage[state.unit_types[:, None], state.unit_types[None, :]]
+        else:
+            damage = self.unit_stat(state, "damage")[:, None]
+        heal = -self.unit_stat(state, "heal_rate") * self.time_per_step
+        amount = jnp.where(heals[:, None], heal[:, None], damage)
+        effect = jnp.where(hits[:, None] & victims, amount, 0.0)
         health = state.unit_health - effect.sum(0)
         health = jnp.clip(health, 0.0, self.unit_stat(state, "health"))
         health = jnp.where(hits & self.unit_stat(state, "suicide"), 0.0, health)
@@ -479,7 +499,8 @@ class SmaxWorldEnv:
     """`smax_<map>` for the maps of `smax_maps.MAPS`, against the scripted enemy.
 
     kwargs: max_steps, reward_scale (x10, SMAC's scale), see_enemy_actions,
-    won_battle_bonus, terrain (False: the same map on the open arena, for comparisons)."""
+    won_battle_bonus, terrain (False: the same map on the open arena, for comparisons),
+    damage_bonuses (None: the map's `MapSpec.damage_bonuses`; False: SMAX's no-bonus rule)."""
 
     def __init__(
         self,
@@ -489,13 +510,19 @@ class SmaxWorldEnv:
         see_enemy_actions: bool = True,
         won_battle_bonus: float = 1.0,
         terrain: bool = True,
+        damage_bonuses: bool | None = None,
     ):
         spec = map_name if isinstance(map_name, MapSpec) else MAPS[map_name]  # a MapSpec: a custom map
         max_steps = spec.max_steps if max_steps is None else int(max_steps)
         self.map_name = spec.name
         self.reward_scale = float(reward_scale)
         self.world = SmaxWorld(
-            spec, max_steps, terrain, see_enemy_actions=see_enemy_actions, won_battle_bonus=won_battle_bonus
+            spec,
+            max_steps,
+            terrain,
+            damage_bonuses,
+            see_enemy_actions=see_enemy_actions,
+            won_battle_bonus=won_battle_bonus,
         )
         self.type_names = spec.type_names
         self.terrain = self.world.grid_np if self.world.has_terrain else None
