@@ -74,7 +74,7 @@ def unroll(
     Modules built on `trunk` (they define `trunk_inputs`) take the fast path: everything
     that does not depend on the hidden state -- fc1 and the GRU's input-side gate products
     -- is one batched product over all steps, the scan keeps only the hidden-side product,
-    and the heads run once over all steps from the scanned states. Same numbers up to
+    and the heads run once over all steps on the scanned states. Same numbers up to
     float rounding (tests/test_nets.py)."""
     b, t, n, _ = inputs.shape
     if h0 is None:
@@ -84,9 +84,16 @@ def unroll(
     if hasattr(module, "trunk_inputs"):
         layers = getattr(module, "layers", 1)
         h_in, hs = _trunk_states(params["params"], module.trunk_inputs(inputs), h0, keep, layers)
-        # One step of the whole module from every h_{t-1} at once: its heads (and the GRU
-        # step again, as one big batched product, so heads of any shape need no special case).
-        _, outs = module.apply(params, h_in, inputs)
+
+        # The whole module once over all steps, its GRU answering with the scanned h_t: the
+        # heads, whatever their shape, run on them, and the trunk's own layers are dead code.
+        def scanned_states(call, args, kwargs, context):
+            if isinstance(context.module, nn.GRUCell) and context.method_name == "__call__":
+                return hs, hs
+            return call(*args, **kwargs)
+
+        with nn.intercept_methods(scanned_states):
+            _, outs = module.apply(params, h_in, inputs)
         return (hs, outs) if with_hidden else outs
 
     def step(h, xs):
