@@ -67,7 +67,7 @@ def _fault(point: str) -> None:
         raise OSError(28, os.strerror(28))
     name, _, times = action.partition("*")
     for i in range(int(times or 1)):
-        time.sleep(_SAME_SIGNAL_S + 0.2 if i else 0)
+        time.sleep(_SAME_SIGNAL_S + 1.0 if i else 0)
         os.kill(os.getpid(), getattr(signal, name.upper()))
 
 
@@ -241,8 +241,10 @@ def _identity(cfg: DictConfig, saved_carry) -> dict:
 _hard_exit = os._exit  # the second signal's exit (tests replace it)
 # One stop request often arrives twice: `timeout` passes a signal to its child and to its
 # process group, and Ctrl-C reaches a run started by a wrapper from the terminal too.
-# Signals this soon after the first are that same request, not the second one.
-_SAME_SIGNAL_S = 1.0
+# Signals this soon after the first are that same request, not the second one. Both copies
+# arrive within microseconds; the window is short because the first is timed when a thread
+# reads it, which a loaded machine can delay (a 1 s window swallowed real second requests).
+_SAME_SIGNAL_S = 0.25
 
 
 class _Signals:
