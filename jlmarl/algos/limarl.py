@@ -45,6 +45,8 @@ and declares act_uses_state.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -282,225 +284,333 @@ def loss_weights(lc: dict) -> tuple[float, float, float]:
     )
 
 
+# ---- settings and networks ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The limarl group and the TD keys, read once (configs/algo/limarl.yaml)."""
+
+    latent_dim: int
+    gamma: float
+    td_lambda: float
+    epsilon: tuple[float, float, int]
+    oracle: bool
+    weights: tuple[float, float, float]  # (l_align, l_rec, KL beta) after the switches
+    kl_warmup: int
+    rounds: int  # rep_updates: SRM steps, then as many ROLIM steps, per representation round
+    pretrain_episodes: int
+    delta: float
+    n_val: int
+    n_monitor: int
+    window: int
+
+    @classmethod
+    def from_cfg(cls, cfg: dict, method: dict) -> Settings:
+        m = method
+        return cls(
+            latent_dim=int(m["latent_dim"]),
+            gamma=float(cfg["gamma"]),
+            td_lambda=float(cfg["td_lambda"]),
+            epsilon=epsilon_settings(cfg),
+            oracle=bool(m["oracle"]),
+            weights=loss_weights(m),
+            kl_warmup=int(m["kl_warmup"]),
+            rounds=int(m["rep_updates"]),
+            pretrain_episodes=int(m["pretrain_episodes"]),
+            delta=float(m["delta"]),
+            n_val=int(m["val_episodes"]),
+            n_monitor=int(m["monitor_episodes"]),
+            window=int(m["online_window"]),
+        )
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """Phase I when pretrain_episodes > 0 (else training starts with TD at once)."""
+        return (Phase("representation", self.pretrain_episodes),) if self.pretrain_episodes else ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Nets:
+    """The networks, and one optimiser per part that learns apart: Phase II's agents +
+    mixer, the SRM and ROLIM (each its own Adam, so that neither's moments see the other)."""
+
+    model: LatentModel
+    agent: LatentAgent
+    mixer: QMixer
+    optimizer: optax.GradientTransformation
+    srm_optimizer: optax.GradientTransformation
+    rolim_optimizer: optax.GradientTransformation
+
+
+def make_nets(spec: EnvSpec, cfg: dict, method: dict, s: Settings) -> Nets:
+    """The latent model, the agent (GRU, Q on [h, latent]), the QMIX mixer and the optimisers."""
+    return Nets(
+        model=LatentModel(spec, s.latent_dim, int(method["srm_hidden"]), int(method["rolim_hidden"])),
+        agent=LatentAgent(int(cfg["hidden_dim"]), spec.n_actions, s.latent_dim),
+        mixer=QMixer(spec.n_agents, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"])),
+        optimizer=make_optimizer(float(cfg["lr"]), float(cfg["grad_norm_clip"]), float(cfg["adam_eps"])),
+        srm_optimizer=optax.adam(float(method["rep_lr"])),
+        rolim_optimizer=optax.adam(float(method["rep_lr"])),
+    )
+
+
+def weights_at(s: Settings, steps: jax.Array) -> jax.Array:
+    """(l_align, l_rec, l_KL) after `steps` representation gradient steps: [..., 3]. Only
+    l_KL moves (its warm-up); the retrain trigger compares losses at one such weight."""
+    l_align, l_rec, kl_beta = s.weights
+    kl = kl_weight(steps, kl_beta, s.kl_warmup)
+    fixed = jnp.broadcast_to(jnp.array([l_align, l_rec], jnp.float32), (*kl.shape, 2))
+    return jnp.concatenate([fixed, kl[..., None]], -1)
+
+
+def init_state(nets: Nets, s: Settings, key: jax.Array) -> LimarlState:
+    """Fresh parameters and optimisers; the best checkpoint is the start, with terms that
+    any trained representation beats."""
+    spec = nets.model.spec
+    n = spec.n_agents
+    k_agent, k_mixer, k_rep = jax.random.split(key, 3)
+    x = jnp.zeros((1, input_dim(spec.obs_dim, spec.n_actions, n) + s.latent_dim))
+    params = {
+        "agent": nets.agent.init(k_agent, jnp.zeros((1, nets.agent.hidden_dim)), x),
+        "mixer": nets.mixer.init(k_mixer, jnp.zeros((1, n)), jnp.zeros((1, spec.state_dim))),
+    }
+    rep = nets.model.init(k_rep)
+    srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
+    zero = jnp.int32(0)
+    return LimarlState(
+        params=params,
+        target_params=params,
+        opt_state=nets.optimizer.init(params),
+        rep=rep,
+        srm_opt=nets.srm_optimizer.init(srm),
+        rolim_opt=nets.rolim_optimizer.init(rolim_trained_params(rep)),
+        best_rep=rep,
+        # Large but finite, so that products with a zero weight stay 0 (not nan).
+        best_terms=jnp.full((3,), 1e30),
+        val_terms=jnp.zeros((3,)),
+        online=jnp.zeros((s.window, 3)),
+        online_count=zero,
+        retrains=zero,
+        rep_steps=zero,
+        updates=zero,
+    )
+
+
+def init_actor(nets: Nets, n_envs: int) -> LimarlActor:
+    """Both recurrent carries at zero, no last action: the start of an episode."""
+    n = nets.model.spec.n_agents
+    return LimarlActor(
+        rolim_hidden=jnp.zeros((n_envs, n, nets.model.rolim.hidden_dim)),
+        agent_hidden=jnp.zeros((n_envs, n, nets.agent.hidden_dim)),
+        last_action=jnp.full((n_envs, n), -1, jnp.int32),
+    )
+
+
+# ---- acting and the latents the agents read -----------------------------------------
+
+
+def oracle_latent(model: LatentModel, rep: dict, state: jax.Array, like: jax.Array) -> jax.Array:
+    """The oracle's latent: the SRM mean of the true state, the same for every agent
+    (broadcast to `like`'s shape [..., n, d])."""
+    mu, _ = model.encode(rep, state)  # [..., d]
+    return jnp.broadcast_to(mu[..., None, :], like.shape)
+
+
+def act(nets: Nets, s: Settings, ts, actor, obs, avail, key, env_steps, greedy, state=None):
+    """Algo.act: each agent's ROLIM carry infers its latent from its own history (the
+    oracle reads mu = f(s) instead); epsilon-greedy on Q([h_i, latent_i])."""
+    n_actions = nets.model.spec.n_actions
+    x = agent_inputs(obs, actor.last_action, n_actions)
+    if s.oracle:
+        rolim_hidden = actor.rolim_hidden
+        latent = oracle_latent(nets.model, ts.rep, state, jnp.zeros((*obs.shape[:2], s.latent_dim)))
+    else:
+        rolim_hidden, out = nets.model.rolim.apply(ts.rep["rolim"], actor.rolim_hidden, x)
+        latent = out[..., : s.latent_dim]
+    agent_hidden, q = nets.agent.apply(
+        ts.params["agent"], actor.agent_hidden, jnp.concatenate([x, latent], -1)
+    )
+    actions = explore_or_exploit(key, q, avail, greedy, env_steps, s.epsilon)
+    return actions, LimarlActor(rolim_hidden, agent_hidden, actions)
+
+
+def latents(nets: Nets, s: Settings, rep: dict, batch: EpisodeBatch, inputs: jax.Array):
+    """(latent fed to the agents, mu_hat, logvar_hat), each [B, T+1, n, d]. The agents'
+    latent is a constant: no TD gradient reaches SRM or ROLIM."""
+    mu_hat, logvar_hat = nets.model.infer(rep, inputs)
+    latent = oracle_latent(nets.model, rep, batch.state, mu_hat) if s.oracle else mu_hat
+    return jax.lax.stop_gradient(latent), mu_hat, logvar_hat
+
+
+def agent_q(nets: Nets, s: Settings, agent_params, rep: dict, batch: EpisodeBatch, inputs: jax.Array):
+    """(the agents' inputs with their latents [B, T+1, n, D+d], Q [B, T+1, n, A])."""
+    latent, _, _ = latents(nets, s, rep, batch, inputs)
+    agent_in = jnp.concatenate([inputs, latent], -1)
+    return agent_in, unroll(nets.agent, agent_params, agent_in)
+
+
+# ---- Phase I and retraining: the representation round --------------------------------
+
+
+def retrain(nets: Nets, s: Settings, ts: LimarlState, batch: EpisodeBatch, key: jax.Array, restore):
+    """One representation round: s.rounds SRM then s.rounds ROLIM steps on the batch's
+    first B - n_val episodes, starting from best_rep when `restore` (a retrain; Phase I
+    continues from rep). The held-out episodes give the new L_bar and pick the best
+    checkpoint."""
+    rounds, n_val = s.rounds, s.n_val
+    start = jax.tree.map(lambda b, c: jnp.where(restore, b, c), ts.best_rep, ts.rep)
+    train = jax.tree.map(lambda x: x[: batch.size - n_val], batch)
+    val = jax.tree.map(lambda x: x[batch.size - n_val :], batch)
+    k_train, k_val = jax.random.split(key)
+    k_srm, k_rolim = jax.random.split(k_train)
+    done = ts.rep_steps * rounds  # representation gradient steps so far (per module)
+    step_weights = weights_at(s, done + jnp.arange(rounds))  # [rounds, 3]
+    rep, srm_opt, _ = srm_steps(
+        nets.model, nets.srm_optimizer, rounds, start, ts.srm_opt, train, k_srm, step_weights[:, 2]
+    )
+    rep, rolim_opt, _ = rolim_steps(
+        nets.model, nets.rolim_optimizer, rounds, rep, ts.rolim_opt, train, k_rolim, step_weights
+    )
+    weights = weights_at(s, done + rounds)  # the losses are compared at the new weight
+    val_terms = nets.model.rolim_terms_of_batch(rep, val, k_val)
+    better = val_terms @ weights < ts.best_terms @ weights
+    keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
+    return ts.replace(
+        rep=rep,
+        srm_opt=srm_opt,
+        rolim_opt=rolim_opt,
+        best_rep=jax.tree.map(keep, rep, ts.best_rep),
+        best_terms=keep(val_terms, ts.best_terms),
+        val_terms=val_terms,
+        online_count=jnp.int32(0),
+        retrains=ts.retrains + restore.astype(jnp.int32),
+        rep_steps=ts.rep_steps + 1,
+    )
+
+
+def online_terms(model: LatentModel, rep: dict, recent: EpisodeBatch | None, key: jax.Array):
+    """ROLIM (align, rec, KL) [3] and SRM (rec, KL) [2] terms on the buffer's newest
+    episodes: the retrain trigger's online loss and the monitoring metrics."""
+    if recent is None:
+        raise ValueError(
+            "LIMARL's update needs UpdateContext.recent (the newest buffer episodes, "
+            "Algo.recent_episodes > 0); call it through the engine or pass them"
+        )
+    k_rolim, k_srm = jax.random.split(key)
+    t = recent.reward.shape[1]
+    terms = model.rolim_terms_of_batch(rep, recent, k_rolim)
+    return terms, model.srm_terms(rep, recent.state[:, :t], recent.mask, k_srm)
+
+
+# ---- Phase II: TD on the agents and the mixer ----------------------------------------
+
+
+def td_loss(nets: Nets, s: Settings, params, target_params, agent_in, q_target_all, batch: EpisodeBatch):
+    """Double-Q TD(lambda) of QMIX over the agents' Q on [inputs, latent]: (loss, aux)."""
+    return double_q_td_loss(
+        unroll(nets.agent, params["agent"], agent_in),
+        q_target_all,
+        batch,
+        batch.state,
+        lambda qs, st: nets.mixer.apply(params["mixer"], qs, st),
+        lambda qs, st: nets.mixer.apply(target_params["mixer"], qs, st),
+        s.gamma,
+        s.td_lambda,
+    )
+
+
+def td_step(nets: Nets, s: Settings, carry, batch: EpisodeBatch, rep: dict, target_params):
+    """Phase II: one optimiser step of td_loss on agents + mixer; SRM/ROLIM outputs are
+    constants here. carry = (params, opt_state, metrics); returns the same structure."""
+    params, opt_state, _ = carry
+    inputs = episode_inputs(batch.obs, batch.actions, nets.model.spec.n_actions)
+    agent_in, q_target_all = agent_q(nets, s, target_params["agent"], rep, batch, inputs)
+    loss_fn = functools.partial(td_loss, nets, s)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, target_params, agent_in, q_target_all, batch
+    )
+    params, opt_state = apply_gradients(nets.optimizer, params, opt_state, grads)
+    return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
+
+
+# ---- one update call -----------------------------------------------------------------
+
+
+def update(nets: Nets, s: Settings, ts: LimarlState, batch: EpisodeBatch, key, ctx: UpdateContext):
+    """Algo.update: TD outside Phase I, the online ROLIM loss into the ring, then a
+    representation round in Phase I or when the trigger fires (module docstring)."""
+    k_monitor, k_rep = jax.random.split(key)
+    pretraining = ctx.phase < len(s.phases)  # shared by every seed: a real branch
+    td = functools.partial(td_step, nets, s)
+
+    # No TD while Phase I trains the representation (zeros in its metrics).
+    td_shapes = jax.eval_shape(
+        lambda: td((ts.params, ts.opt_state, None), batch, ts.rep, ts.target_params)[2]
+    )
+    td_zero = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), td_shapes)
+    params, opt_state, td_metrics = cond_any(
+        ~pretraining, td, (ts.params, ts.opt_state, td_zero), batch, ts.rep, ts.target_params
+    )
+
+    # Online ROLIM loss on the newest episodes of the buffer, into the ring.
+    online, srm_terms = online_terms(nets.model, ts.rep, ctx.recent, k_monitor)
+    ring = ts.online.at[ts.online_count % s.window].set(online)
+    count = ts.online_count + 1
+    filled = (jnp.arange(s.window) < count).astype(jnp.float32)
+    weights = weights_at(s, ts.rep_steps * s.rounds)
+    online_loss = (ring @ weights * filled).sum() / filled.sum()
+    val_loss = ts.val_terms @ weights
+
+    trigger = ~pretraining & (count >= s.window) & retrain_due(online_loss, val_loss, s.delta)
+    ts = ts.replace(params=params, opt_state=opt_state, online=ring, online_count=count)
+    ts = cond_any(pretraining | trigger, functools.partial(retrain, nets, s), ts, batch, k_rep, trigger)
+    ts = ts.replace(updates=ts.updates + 1)
+    metrics = {
+        **td_metrics,
+        "srm_rec": srm_terms[0],
+        "srm_kl": srm_terms[1],
+        "rolim_align": online[0],
+        "rolim_rec": online[1],
+        "rolim_kl": online[2],
+        "rolim_online": online_loss,
+        "rolim_val": val_loss,
+        "kl_weight": weights[2],
+        "td_trained": (~pretraining).astype(jnp.float32),
+        "rep_trained": (pretraining | trigger).astype(jnp.float32),
+        "retrains": ts.retrains.astype(jnp.float32),
+    }
+    return ts, metrics
+
+
+def joint_q(nets: Nets, s: Settings, ts: LimarlState, batch: EpisodeBatch):
+    """Algo.joint_q: Q_tot of every joint action with the current latents (matrix games)."""
+    spec = nets.model.spec
+    joint_actions = all_joint_actions(spec.n_agents, spec.n_actions)
+    inputs = episode_inputs(batch.obs, batch.actions, spec.n_actions)
+    q = agent_q(nets, s, ts.params["agent"], ts.rep, batch, inputs)[1][:, :-1]
+    mix = lambda c, st: nets.mixer.apply(ts.params["mixer"], c, st)  # noqa: E731
+    return joint_q_values(q, batch.state[:, :-1], joint_actions, mix), q
+
+
+# ---- build ---------------------------------------------------------------------------
+
+
 def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "limarl") -> Algo:
     """cfg: the `algo` section; method: the `limarl` group (configs/algo/limarl.yaml)."""
-    lc = method
-    n, n_actions = spec.n_agents, spec.n_actions
-    d = int(lc["latent_dim"])
-    model = LatentModel(spec, d, int(lc["srm_hidden"]), int(lc["rolim_hidden"]))
-    agent = LatentAgent(int(cfg["hidden_dim"]), n_actions, d)
-    mixer = QMixer(n, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"]))
-    gamma, lam = float(cfg["gamma"]), float(cfg["td_lambda"])
-    epsilon = epsilon_settings(cfg)
-    optimizer = make_optimizer(float(cfg["lr"]), float(cfg["grad_norm_clip"]), float(cfg["adam_eps"]))
-    srm_optimizer = optax.adam(float(lc["rep_lr"]))
-    rolim_optimizer = optax.adam(float(lc["rep_lr"]))
-    oracle = bool(lc["oracle"])
-    l_align, l_rec, kl_beta = loss_weights(lc)
-    kl_warmup = int(lc["kl_warmup"])
-    rounds = int(lc["rep_updates"])
-    phases = (Phase("representation", int(lc["pretrain_episodes"])),) if int(lc["pretrain_episodes"]) else ()
-    delta = float(lc["delta"])
-    n_val, n_monitor, window = int(lc["val_episodes"]), int(lc["monitor_episodes"]), int(lc["online_window"])
-
-    def weights_at(steps):
-        """(l_align, l_rec, l_KL) after `steps` representation gradient steps: [..., 3]."""
-        kl = kl_weight(steps, kl_beta, kl_warmup)
-        fixed = jnp.broadcast_to(jnp.array([l_align, l_rec], jnp.float32), (*kl.shape, 2))
-        return jnp.concatenate([fixed, kl[..., None]], -1)
-
-    def init(key):
-        k_agent, k_mixer, k_rep = jax.random.split(key, 3)
-        x = jnp.zeros((1, input_dim(spec.obs_dim, n_actions, n) + d))
-        params = {
-            "agent": agent.init(k_agent, jnp.zeros((1, agent.hidden_dim)), x),
-            "mixer": mixer.init(k_mixer, jnp.zeros((1, n)), jnp.zeros((1, spec.state_dim))),
-        }
-        rep = model.init(k_rep)
-        srm = {"encoder": rep["encoder"], "decoder": rep["decoder"]}
-        zero = jnp.int32(0)
-        return LimarlState(
-            params=params,
-            target_params=params,
-            opt_state=optimizer.init(params),
-            rep=rep,
-            srm_opt=srm_optimizer.init(srm),
-            rolim_opt=rolim_optimizer.init(rolim_trained_params(rep)),
-            best_rep=rep,
-            # Large but finite, so that products with a zero weight stay 0 (not nan).
-            best_terms=jnp.full((3,), 1e30),
-            val_terms=jnp.zeros((3,)),
-            online=jnp.zeros((window, 3)),
-            online_count=zero,
-            retrains=zero,
-            rep_steps=zero,
-            updates=zero,
-        )
-
-    def init_actor(n_envs):
-        return LimarlActor(
-            rolim_hidden=jnp.zeros((n_envs, n, model.rolim.hidden_dim)),
-            agent_hidden=jnp.zeros((n_envs, n, agent.hidden_dim)),
-            last_action=jnp.full((n_envs, n), -1, jnp.int32),
-        )
-
-    def oracle_latent(rep, state, like):
-        mu, _ = model.encode(rep, state)  # [..., d]
-        return jnp.broadcast_to(mu[..., None, :], like.shape)
-
-    def act(ts, actor, obs, avail, key, env_steps, greedy, state=None):
-        x = agent_inputs(obs, actor.last_action, n_actions)
-        if oracle:
-            rolim_hidden = actor.rolim_hidden
-            latent = oracle_latent(ts.rep, state, jnp.zeros((*obs.shape[:2], d)))
-        else:
-            rolim_hidden, out = model.rolim.apply(ts.rep["rolim"], actor.rolim_hidden, x)
-            latent = out[..., :d]
-        agent_hidden, q = agent.apply(
-            ts.params["agent"], actor.agent_hidden, jnp.concatenate([x, latent], -1)
-        )
-        actions = explore_or_exploit(key, q, avail, greedy, env_steps, epsilon)
-        return actions, LimarlActor(rolim_hidden, agent_hidden, actions)
-
-    def latents(rep, batch, inputs):
-        """(latent fed to the agents, mu_hat, logvar_hat), each [B, T+1, n, d]."""
-        mu_hat, logvar_hat = model.infer(rep, inputs)
-        latent = oracle_latent(rep, batch.state, mu_hat) if oracle else mu_hat
-        return jax.lax.stop_gradient(latent), mu_hat, logvar_hat
-
-    def retrain(ts, batch, key, restore):
-        """One representation round: rounds SRM then rounds ROLIM steps on the batch's
-        first B - val_episodes episodes, starting from best_rep when `restore`."""
-        start = jax.tree.map(lambda b, c: jnp.where(restore, b, c), ts.best_rep, ts.rep)
-        train = jax.tree.map(lambda x: x[: batch.size - n_val], batch)
-        val = jax.tree.map(lambda x: x[batch.size - n_val :], batch)
-        k_train, k_val = jax.random.split(key)
-        k_srm, k_rolim = jax.random.split(k_train)
-        done = ts.rep_steps * rounds  # representation gradient steps so far (per module)
-        step_weights = weights_at(done + jnp.arange(rounds))  # [rounds, 3]
-        rep, srm_opt, _ = srm_steps(
-            model, srm_optimizer, rounds, start, ts.srm_opt, train, k_srm, step_weights[:, 2]
-        )
-        rep, rolim_opt, _ = rolim_steps(
-            model, rolim_optimizer, rounds, rep, ts.rolim_opt, train, k_rolim, step_weights
-        )
-        weights = weights_at(done + rounds)  # the losses are compared at the new weight
-        val_terms = model.rolim_terms_of_batch(rep, val, k_val)
-        better = val_terms @ weights < ts.best_terms @ weights
-        keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
-        return ts.replace(
-            rep=rep,
-            srm_opt=srm_opt,
-            rolim_opt=rolim_opt,
-            best_rep=jax.tree.map(keep, rep, ts.best_rep),
-            best_terms=keep(val_terms, ts.best_terms),
-            val_terms=val_terms,
-            online_count=jnp.int32(0),
-            retrains=ts.retrains + restore.astype(jnp.int32),
-            rep_steps=ts.rep_steps + 1,
-        )
-
-    def td_step(carry, batch, rep, target_params):
-        """Phase II: TD(lambda) on agents + mixer; SRM/ROLIM outputs are constants here.
-        carry = (params, opt_state, metrics); returns the same structure."""
-        params, opt_state, _ = carry
-        inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-        latent, _, _ = latents(rep, batch, inputs)
-        agent_in = jnp.concatenate([inputs, latent], -1)
-        q_target_all = unroll(agent, target_params["agent"], agent_in)
-
-        def loss_fn(p):
-            return double_q_td_loss(
-                unroll(agent, p["agent"], agent_in),
-                q_target_all,
-                batch,
-                batch.state,
-                lambda qs, s: mixer.apply(p["mixer"], qs, s),
-                lambda qs, s: mixer.apply(target_params["mixer"], qs, s),
-                gamma,
-                lam,
-            )
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        params, opt_state = apply_gradients(optimizer, params, opt_state, grads)
-        return params, opt_state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
-
-    def online_terms_of(rep, recent: EpisodeBatch, key):
-        """ROLIM (align, rec, KL) and SRM (rec, KL) terms on the buffer's newest episodes."""
-        if recent is None:
-            raise ValueError(
-                "LIMARL's update needs UpdateContext.recent (the newest buffer episodes, "
-                "Algo.recent_episodes > 0); call it through the engine or pass them"
-            )
-        k_rolim, k_srm = jax.random.split(key)
-        t = recent.reward.shape[1]
-        terms = model.rolim_terms_of_batch(rep, recent, k_rolim)
-        return terms, model.srm_terms(rep, recent.state[:, :t], recent.mask, k_srm)
-
-    def update(ts, batch: EpisodeBatch, key, ctx: UpdateContext):
-        k_monitor, k_rep = jax.random.split(key)
-        pretraining = ctx.phase < len(phases)  # shared by every seed: a real branch
-
-        # No TD while Phase I trains the representation (zeros in its metrics).
-        td_shapes = jax.eval_shape(
-            lambda: td_step((ts.params, ts.opt_state, None), batch, ts.rep, ts.target_params)[2]
-        )
-        td_zero = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), td_shapes)
-        params, opt_state, td_metrics = cond_any(
-            ~pretraining, td_step, (ts.params, ts.opt_state, td_zero), batch, ts.rep, ts.target_params
-        )
-
-        # Online ROLIM loss on the newest episodes of the buffer, into the ring.
-        online_terms, srm_terms = online_terms_of(ts.rep, ctx.recent, k_monitor)
-        online = ts.online.at[ts.online_count % window].set(online_terms)
-        count = ts.online_count + 1
-        filled = (jnp.arange(window) < count).astype(jnp.float32)
-        weights = weights_at(ts.rep_steps * rounds)
-        online_loss = (online @ weights * filled).sum() / filled.sum()
-        val_loss = ts.val_terms @ weights
-
-        trigger = ~pretraining & (count >= window) & retrain_due(online_loss, val_loss, delta)
-        ts = ts.replace(params=params, opt_state=opt_state, online=online, online_count=count)
-        ts = cond_any(pretraining | trigger, retrain, ts, batch, k_rep, trigger)
-        ts = ts.replace(updates=ts.updates + 1)
-        metrics = {
-            **td_metrics,
-            "srm_rec": srm_terms[0],
-            "srm_kl": srm_terms[1],
-            "rolim_align": online_terms[0],
-            "rolim_rec": online_terms[1],
-            "rolim_kl": online_terms[2],
-            "rolim_online": online_loss,
-            "rolim_val": val_loss,
-            "kl_weight": weights[2],
-            "td_trained": (~pretraining).astype(jnp.float32),
-            "rep_trained": (pretraining | trigger).astype(jnp.float32),
-            "retrains": ts.retrains.astype(jnp.float32),
-        }
-        return ts, metrics
-
-    def target_update(ts):
-        return ts.replace(target_params=ts.params)
-
-    def joint_q(ts, batch: EpisodeBatch):
-        joint_actions = all_joint_actions(n, n_actions)
-        inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-        latent, _, _ = latents(ts.rep, batch, inputs)
-        q = unroll(agent, ts.params["agent"], jnp.concatenate([inputs, latent], -1))[:, :-1]
-        mix = lambda c, s: mixer.apply(ts.params["mixer"], c, s)  # noqa: E731
-        return joint_q_values(q, batch.state[:, :-1], joint_actions, mix), q
-
+    s = Settings.from_cfg(cfg, method)
+    nets = make_nets(spec, cfg, method, s)
     return Algo(
         name=name,
-        init=init,
-        init_actor=init_actor,
-        act=act,
-        update=update,
-        target_update=target_update,
-        joint_q=joint_q,
-        act_uses_state=oracle,
-        phases=phases,
-        recent_episodes=n_monitor,
+        init=functools.partial(init_state, nets, s),
+        init_actor=functools.partial(init_actor, nets),
+        act=functools.partial(act, nets, s),
+        update=functools.partial(update, nets, s),
+        target_update=lambda ts: ts.replace(target_params=ts.params),
+        joint_q=functools.partial(joint_q, nets, s),
+        act_uses_state=s.oracle,
+        phases=s.phases,
+        recent_episodes=s.n_monitor,
     )
 
 
