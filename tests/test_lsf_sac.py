@@ -13,8 +13,10 @@ import optax
 import pytest
 
 from jlmarl import algos
+from jlmarl.algos import lsf_sac
 from jlmarl.algos.lsf_sac import entropy, masked_policy, message_loss, soft_value, temperature_loss
-from jlmarl.config import ConfigError
+from jlmarl.config import ConfigError, load_config
+from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.rollout import run_episodes
 from jlmarl.envs import matrix
 from jlmarl.nets.gaussian import kl_std_normal
@@ -37,8 +39,6 @@ def run_once(fn, *args):
 
 @functools.cache
 def built(name: str, *overrides: str):
-    from jlmarl.config import load_config
-
     cfg = load_config(
         [f"algo={name}", "env=matrix_three_state", "run_dir=/tmp/unused", *TINY_NETS, *overrides]
     )
@@ -177,6 +177,27 @@ def test_messages_carrying_the_partners_next_action_lower_the_message_loss():
         np.array([np.e**3, 1, 1]) / (np.e**3 + 2) * np.log(np.array([np.e**3, 1, 1]) / (np.e**3 + 2))
     ).sum()
     assert with_action < target_entropy + 0.1 and empty > np.log(3.0) - 0.05, (with_action, empty)
+
+
+def test_target_entropy_is_rho_log_of_each_agents_available_actions_at_each_step():
+    # rho = 0.5; at the one step agent 0 has 2 of 3 actions available, agent 1 all 3:
+    # H_0 = (0.5 log 2, 0.5 log 3). The final observation's avail (one action) is no step's.
+    cfg = load_config(["algo=lsf_sac", "env=matrix_three_state", "run_dir=/tmp/unused", *TINY_NETS])
+    s = lsf_sac.Settings.from_cfg(cfg.algo, cfg.lsf_sac, messages=True)
+    nets = lsf_sac.make_nets(matrix.matrix_three_state().spec, cfg.algo, s)
+    step_avail = jnp.array([[True, True, False], [True, True, True]])
+    last_avail = jnp.array([[False, False, True], [False, False, True]])
+    batch = EpisodeBatch(
+        obs=jnp.zeros((1, 2, 2, 1)),
+        state=jnp.zeros((1, 2, 2)),
+        avail=jnp.stack([step_avail, last_avail])[None],
+        actions=jnp.zeros((1, 1, 2), jnp.int32),
+        reward=jnp.zeros((1, 1)),
+        terminated=jnp.array([[True]]),
+        mask=jnp.array([[True]]),
+    )
+    x = lsf_sac.loss_inputs(nets, s, batch, jax.random.key(0))
+    np.testing.assert_allclose(x.target_entropy, [[[0.5 * np.log(2.0), 0.5 * np.log(3.0)]]], rtol=1e-6)
 
 
 # --- decentralised execution ---------------------------------------------------------------------
