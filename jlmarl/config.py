@@ -107,6 +107,8 @@ def usage() -> str:
     lines = [
         "usage: python -m jlmarl.train [algo=<algo>] [env=<env>] [key=value ...]",
         "       python -m jlmarl.train <the same arguments> resume=true   (continue a run)",
+        "       python -m jlmarl.train -m algo=qmix,vdn env=smax_3m,smax_2s3z [run_dir=SWEEP]",
+        "           (a sweep: every combination, one after the other; the same command continues it)",
         "",
         f"algo: {', '.join(algos.ALGOS)}",
         f"env:  {', '.join(envs.names())}",

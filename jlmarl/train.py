@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jlmarl import algos, envs
+from jlmarl import algos, envs, multirun
 from jlmarl.config import ConfigError, frozen_differences, load_config, usage
 from jlmarl.core import compile_cache
 from jlmarl.core.algo import AlgoConfigError
@@ -556,6 +556,19 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
     return summary
 
 
+def _run_sweep_member(overrides: list[str], signals: _Signals) -> dict:
+    """One combination of a sweep (its run_dir= comes last): resumed where it has a checkpoint."""
+    run_dir = Path(overrides[-1].partition("=")[2])
+    resume = ["resume=true"] if _has_checkpoints(run_dir) else []
+    return run(load_config([*overrides, *resume]), signals)
+
+
+def _compare_sweep(run_dirs: list[Path], out: Path) -> dict:
+    from jlmarl.analysis.report import compare  # rliable takes a second to import: only here
+
+    return compare([(d, None) for d in run_dirs], out)
+
+
 def _plot_curves(run_dir: Path) -> None:
     from jlmarl.core.metrics_log import read_run
     from jlmarl.plot import PlotError, default_metric, plot_runs
@@ -640,6 +653,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = None
     with _Signals() as signals:  # from the start: a signal at any moment stops cleanly
         try:
+            if multirun.is_multirun(argv):
+                multirun.sweep(argv, load_config, lambda o: _run_sweep_member(o, signals), _compare_sweep)
+                return
             cfg = load_config(argv)
             run(cfg, signals)
         except CheckpointSaveError as e:
