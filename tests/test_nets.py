@@ -109,3 +109,25 @@ def test_a_reset_inside_a_segment_restarts_the_state_as_a_fresh_unroll_would():
     resets = jnp.zeros((1, 6), bool).at[0, 2].set(True)
     joined = unroll(agent, params, x, h0=jnp.ones((1, 2, 8)), resets=resets)
     np.testing.assert_allclose(joined[:, 2:], unroll(agent, params, x[:, 2:]), rtol=1e-5, atol=1e-6)
+
+
+def test_the_belief_history_unrolls_as_its_step_by_step_scan_with_its_gradients():
+    from jlmarl.nets.belief import BeliefModel, init_belief, unroll_history
+
+    model = BeliefModel(label_dim=2, hidden_dim=8)
+    params = init_belief(model, jax.random.PRNGKey(0), 5)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 2, 5))
+
+    def scanned(p):
+        def step(h, xt):
+            h = model.apply(p, h, xt, method=BeliefModel.step)
+            return h, h
+
+        _, hs = jax.lax.scan(step, jnp.zeros((3, 2, 8)), jnp.swapaxes(x, 0, 1))
+        return jnp.swapaxes(hs, 0, 1)
+
+    np.testing.assert_allclose(unroll_history(model, params, x), scanned(params), rtol=1e-5, atol=1e-6)
+    g_fast = jax.grad(lambda p: unroll_history(model, p, x).sum())(params)
+    g_slow = jax.grad(lambda p: scanned(p).sum())(params)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

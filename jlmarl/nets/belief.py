@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from jlmarl.nets.gaussian import GaussianHead, kl_diag
 from jlmarl.nets.mlp import MLP
+from jlmarl.nets.recurrent import trunk_states
 
 # Keeps exp(logvar), the KL and the likelihood finite early in training (std in [e^-5, e^2]).
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 4.0
@@ -93,16 +94,17 @@ def init_belief(model: BeliefModel, key: jax.Array, in_dim: int):
 
 
 def unroll_history(model: BeliefModel, params, inputs: jax.Array) -> jax.Array:
-    """inputs [B, T, n, D] -> histories h [B, T, n, H] from a zero start (time is scanned)."""
-    b, _, n, _ = inputs.shape
+    """inputs [B, T, n, D] -> histories h [B, T, n, H] from a zero start.
 
-    def step(h, x):
-        h = model.apply(params, h, x, method=BeliefModel.step)
-        return h, h
-
+    The encoder (embed -> ReLU -> GRU) is the recurrent trunk under other names, so it
+    unrolls the trunk's way: the embedding and the GRU's input side are one batched
+    product over all steps, only the hidden-side product is scanned."""
+    b, t, n, _ = inputs.shape
+    p = params["params"]
     h0 = jnp.zeros((b, n, model.hidden_dim), inputs.dtype)
-    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(inputs, 0, 1))
-    return jnp.swapaxes(hs, 0, 1)
+    keep = jnp.ones((t, b, 1, 1), inputs.dtype)
+    _, hs = trunk_states({"fc1": p["embed"], "gru": p["gru"]}, inputs, h0, keep, layers=1)
+    return hs
 
 
 def sample_belief(

@@ -83,7 +83,7 @@ def unroll(
     keep = jnp.swapaxes(keep, 0, 1)[..., None, None]  # [T, B, 1, 1]
     if hasattr(module, "trunk_inputs"):
         layers = getattr(module, "layers", 1)
-        h_in, hs = _trunk_states(params["params"], module.trunk_inputs(inputs), h0, keep, layers)
+        h_in, hs = trunk_states(params["params"], module.trunk_inputs(inputs), h0, keep, layers)
 
         # The whole module once over all steps, its GRU answering with the scanned h_t: the
         # heads, whatever their shape, run on them, and the trunk's own layers are dead code.
@@ -118,7 +118,7 @@ def _layer_norm(p, x, eps: float = 1e-6):
     return (x - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["bias"]
 
 
-def _trunk_states(p, x: jax.Array, h0: jax.Array, keep: jax.Array, layers: int):
+def trunk_states(p, x: jax.Array, h0: jax.Array, keep: jax.Array, layers: int):
     """The trunk's states for inputs x [B, T, n, D] from h0 [B, n, H], zeroed where keep
     [T, B, 1, 1] is 0: (h entering each step, h_t), each [B, T, n, H]. Computed as Flax's
     GRUCell does (r, z gates; n = tanh(W_in x + r (W_hn h + b_hn))), with the input side
