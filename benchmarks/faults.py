@@ -102,6 +102,8 @@ class Bench:
         )  # fmt: skip
 
     def popen(self, args, run_dir, cache=True, wrapper=()) -> subprocess.Popen:
+        # cache=False: a real compile to interrupt (the CLI's own cache is on by default)
+        args = args if cache else [*args, "compile_cache=false"]
         return subprocess.Popen(
             [*wrapper, *self.command(args, run_dir)], cwd=ROOT, env=self.env(cache=cache),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
