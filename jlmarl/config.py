@@ -146,7 +146,7 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
     except (OSError, ValueError, OmegaConfBaseException) as e:  # yaml errors are ValueErrors
         raise ConfigError(f"resume=true: {saved} cannot be read ({str(e).splitlines()[0]})") from None
     changes = []
-    for override in overrides:
+    for override in [_renamed(o) for o in overrides]:  # the saved config has the new spellings
         key, sep, value = override.partition("=")
         _check(bool(sep), f"bad override {override!r}: expected key=value")
         key = key.lstrip("+~")

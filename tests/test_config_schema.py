@@ -68,6 +68,13 @@ def test_old_spellings_of_method_keys_still_work_with_a_warning(capsys):
     assert "algo.belief.samples is deprecated, use belief_i2q.samples" in err
 
 
+def test_a_resume_repeating_an_old_spelling_is_the_same_run(tmp_path):
+    args = ["algo=lsf_sac", "env=matrix_three_state", f"run_dir={tmp_path}"]
+    OmegaConf.save(load_config([*args, "algo.message_beta=0.002"]), tmp_path / "config.yaml", resolve=True)
+    assert load_config([*args, "algo.message_beta=0.002", "resume=true"]).lsf_sac.message_beta == 0.002
+    with pytest.raises(ConfigError, match=r"lsf_sac.message_beta cannot change when resuming"):
+        load_config([*args, "algo.message_beta=0.003", "resume=true"])
+
 def test_every_env_key_is_declared():
     """Each env config's own keys (env.*) carry a declaration; engine or algo keys an env
     config overrides are declared where their defaults are."""
