@@ -78,6 +78,15 @@ def command(name: str, steps: int, run_dir: Path) -> list[str]:
     ]
 
 
+def git_commit() -> str:
+    """HEAD's short hash, + "-dirty" when tracked files differ from it (others' work in the tree)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True).returncode != 0
+    return head + ("-dirty" if dirty else "")
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][-300:] if lines else ""
@@ -131,6 +140,7 @@ def main(argv=None):
             "last_line": last_line(text),
             "command": " ".join(["python", *cmd[1:]]),
             "started": started,
+            "commit": git_commit(),
             "load_average_at_start": [round(x, 2) for x in load],
         }
         result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
