@@ -131,3 +131,28 @@ def test_the_belief_history_unrolls_as_its_step_by_step_scan_with_its_gradients(
     g_slow = jax.grad(lambda p: scanned(p).sum())(params)
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_written_out_gru_gradient_equals_autodiff_of_the_scan():
+    from jlmarl.nets.recurrent import _gru_steps, gru_scan
+
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    pre = jax.random.normal(k[0], (5, 2, 3, 12))  # [T, B, n, 3H], H = 4
+    h0 = jax.random.normal(k[1], (2, 3, 4))
+    keep = jnp.ones((5, 2, 1, 1)).at[2, 1].set(0.0)  # a new episode inside the second row
+    w_h, b_hn = 0.5 * jax.random.normal(k[2], (4, 12)), jax.random.normal(k[3], (4,))
+    weights = jax.random.normal(k[4], (2, 5, 2, 3, 4))  # cotangents on both outputs
+
+    def loss(scan):
+        def f(pre, h0, w_h, b_hn):
+            h_in, hs = scan(pre, h0, keep, w_h, b_hn)[:2]
+            return (weights[0] * h_in).sum() + (weights[1] * jnp.tanh(hs)).sum()
+
+        return f
+
+    args = (pre, h0, w_h, b_hn)
+    np.testing.assert_allclose(loss(gru_scan)(*args), loss(_gru_steps)(*args), rtol=1e-6)
+    written = jax.grad(loss(gru_scan), argnums=(0, 1, 2, 3))(*args)
+    autodiff = jax.grad(loss(_gru_steps), argnums=(0, 1, 2, 3))(*args)
+    for a, b in zip(written, autodiff, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -126,23 +126,76 @@ def trunk_states(p, x: jax.Array, h0: jax.Array, keep: jax.Array, layers: int):
     for i in range(1, layers + 1):
         x = _dense(p[f"fc{i}"], x)
         x = jax.nn.relu(_layer_norm(p[f"ln{i}"], x) if f"ln{i}" in p else x)
-    hidden_dim = h0.shape[-1]
     g = p["gru"]
     w_i = jnp.concatenate([g["ir"]["kernel"], g["iz"]["kernel"], g["in"]["kernel"]], axis=-1)
     b_i = jnp.concatenate([g["ir"]["bias"], g["iz"]["bias"], g["in"]["bias"]], axis=-1)
     w_h = jnp.concatenate([g["hr"]["kernel"], g["hz"]["kernel"], g["hn"]["kernel"]], axis=-1)
     pre = jnp.swapaxes(x @ w_i + b_i, 0, 1)  # [T, B, n, 3H]: every step's input side at once
+    h_in, hs = gru_scan(pre, h0, keep, w_h, g["hn"]["bias"])
+    return jnp.swapaxes(h_in, 0, 1), jnp.swapaxes(hs, 0, 1)
+
+
+def _gru_steps(pre, h0, keep, w_h, b_hn):
+    """The scan of gru_scan, with every gate it computed: (h_in, hs, (r, z, n, c))."""
+    hidden_dim = h0.shape[-1]
 
     def step(h, xs):
         gi, k = xs
         h = h * k
-        h_in = h
-        gh = h @ w_h  # [B, n, 3H]: the only product left inside the scan
+        gh = h @ w_h  # [..., 3H]: the only product left inside the scan
         r = jax.nn.sigmoid(gi[..., :hidden_dim] + gh[..., :hidden_dim])
         z = jax.nn.sigmoid(gi[..., hidden_dim : 2 * hidden_dim] + gh[..., hidden_dim : 2 * hidden_dim])
-        n = jnp.tanh(gi[..., 2 * hidden_dim :] + r * (gh[..., 2 * hidden_dim :] + g["hn"]["bias"]))
-        h = (1.0 - z) * n + z * h
-        return h, (h_in, h)
+        c = gh[..., 2 * hidden_dim :] + b_hn
+        n = jnp.tanh(gi[..., 2 * hidden_dim :] + r * c)
+        h_new = (1.0 - z) * n + z * h
+        return h_new, (h, h_new, r, z, n, c)
 
-    _, (h_in, hs) = jax.lax.scan(step, h0, (pre, keep))
-    return jnp.swapaxes(h_in, 0, 1), jnp.swapaxes(hs, 0, 1)
+    _, (h_in, hs, r, z, n, c) = jax.lax.scan(step, h0, (pre, keep))
+    return h_in, hs, (r, z, n, c)
+
+
+@jax.custom_vjp
+def gru_scan(pre, h0, keep, w_h, b_hn):
+    """Flax's GRUCell over time, time-first: pre [T, ..., 3H] (the input side W_i x + b_i of
+    the r, z, n gates for every step), h0 [..., H], keep [T, ...] (0 zeroes the state before
+    that step), w_h [H, 3H] (hr, hz, hn kernels), b_hn [H] -> (h entering each step, h_t),
+    each [T, ..., H].
+
+    Its gradient is written out (custom_vjp): the reverse scan carries only dh and stacks
+    the gate gradients, and the hidden kernel's gradient is one product over all steps
+    afterwards, instead of a small accumulation inside every step of the scan (the
+    autodiff transpose), which made the backward pass ~4x the forward on CPU."""
+    h_in, hs, _ = _gru_steps(pre, h0, keep, w_h, b_hn)
+    return h_in, hs
+
+
+def _gru_scan_fwd(pre, h0, keep, w_h, b_hn):
+    h_in, hs, gates = _gru_steps(pre, h0, keep, w_h, b_hn)
+    return (h_in, hs), (h_in, gates, h0, keep, w_h)
+
+
+def _gru_scan_bwd(residuals, cotangents):
+    h_in, (r, z, n, c), h0, keep, w_h = residuals
+    d_h_in, d_hs = cotangents
+    w_h_t = w_h.T
+
+    def back(dh, xs):
+        d_in, d_out, h, r, z, n, c, k = xs
+        dh = dh + d_out  # h_t reaches the loss through hs_t and through step t+1
+        dz = dh * (h - n) * z * (1.0 - z)
+        dn = dh * (1.0 - z) * (1.0 - n * n)
+        dr = dn * c * r * (1.0 - r)
+        d_gh = jnp.concatenate([dr, dz, dn * r], axis=-1)
+        d_h = dh * z + d_in + d_gh @ w_h_t
+        return d_h * k, (jnp.concatenate([dr, dz, dn], axis=-1), d_gh)
+
+    xs = (d_h_in, d_hs, h_in, r, z, n, c, keep)
+    d_h0, (d_pre, d_gh) = jax.lax.scan(back, jnp.zeros_like(h0), xs, reverse=True)
+    hidden_dim = h0.shape[-1]
+    flat_h, flat_g = h_in.reshape(-1, hidden_dim), d_gh.reshape(-1, 3 * hidden_dim)
+    d_w_h = flat_h.T @ flat_g  # one product over every step and row
+    d_b_hn = flat_g[:, 2 * hidden_dim :].sum(0)
+    return d_pre, d_h0, jnp.zeros_like(keep), d_w_h, d_b_hn
+
+
+gru_scan.defvjp(_gru_scan_fwd, _gru_scan_bwd)
