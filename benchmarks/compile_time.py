@@ -5,10 +5,10 @@
 
 Each figure is a fresh `python -m jlmarl.train` process: the "chunk compiled in X s"
 line it prints (the compile of the whole collect-and-update chunk, the part a user waits
-for before the first step), and the process's wall time for a tiny run. "cold": no
-persistent compilation cache (compile_cache=false; checkouts from before the cache had
-none). "warm": the same command a second time with a shared cache folder (new checkout
-only). A learner an env refuses (the I2Q family outside the belief grids) runs on
+for before the first step), and the process's wall time for a tiny run. "cold": nothing
+cached (the new checkout's run starts on an empty cache folder, which it fills; checkouts
+from before the cache had none). "warm": the same command again on that folder (new
+checkout only). A learner an env refuses (the I2Q family outside the belief grids) runs on
 `oracle` instead, and one missing from the old checkout is measured in the new one only.
 Resumable: rows already in --out are kept unless --force. Writes JSON with the command,
 machine and load average of every row (compile time is CPU-bound: read it with the load).
@@ -108,11 +108,8 @@ def main():
                 row = {"algo": algo, "env": name}
                 if args.old and has_algo(args.old, algo):
                     row["old_cold"] = one_run(args.old, algo, name, [], Path(tmp) / f"old_{key}")
-                row["new_cold"] = one_run(
-                    ROOT, algo, name, ["compile_cache=false"], Path(tmp) / f"cold_{key}"
-                )
-                cache = f"compile_cache={tmp}/cache_{key}"
-                one_run(ROOT, algo, name, [cache], Path(tmp) / f"fill_{key}")
+                cache = f"compile_cache={tmp}/cache_{key}"  # empty: the cold run fills it
+                row["new_cold"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"cold_{key}")
                 row["new_warm"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"warm_{key}")
                 out["rows"][key] = row
                 args.out.parent.mkdir(parents=True, exist_ok=True)
