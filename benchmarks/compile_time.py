@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import ab
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGOS = [
@@ -86,17 +87,7 @@ def main():
     parser.add_argument("--force", action="store_true", help="measure rows already in --out again")
     args = parser.parse_args()
     out = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": {}}
-    out["command"] = "python benchmarks/compile_time.py " + " ".join(sys.argv[1:])
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    if args.old:
-        old_head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=args.old, capture_output=True, text=True
-        )
-        out["old_commit"] = old_head.stdout.strip()
-    new_head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    out["new_commit"] = new_head.stdout.strip()
+    out |= ab.header("compile_time.py", args.old, ROOT)
     print(f"{'algo':<13} {'env':<19} {'old cold':>9} {'new cold':>9} {'new warm':>9} {'load':>5}")
     with tempfile.TemporaryDirectory(prefix="jlmarl-compile-") as tmp:
         for env in args.envs:
@@ -112,8 +103,7 @@ def main():
                 row["new_cold"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"cold_{key}")
                 row["new_warm"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"warm_{key}")
                 out["rows"][key] = row
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(out, indent=1))
+                ab.write(args.out, out)
                 cells = [row.get(k, {}).get("compile_s") for k in ("old_cold", "new_cold", "new_warm")]
                 text = ["-" if c is None else f"{c:.1f}s" for c in cells]
                 print(
@@ -124,7 +114,6 @@ def main():
                 for k in ("old_cold", "new_cold", "new_warm"):
                     if row.get(k, {}).get("error"):
                         print(f"  {k}: exit {row[k]['exit']}: {row[k]['error']}")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ machine's load. Writes JSON (command, commits, load averages, every figure).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import ab
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = """
@@ -95,16 +95,7 @@ def main():
                 f"{row['new_over_old']:>7.0%}",
                 flush=True,
             )
-    out = {
-        "command": "python benchmarks/env_ab.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "old_commit": commit(args.old),
-        "new_commit": commit(ROOT),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    ab.write(args.out, {**ab.header("env_ab.py", args.old, ROOT), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ the chunk compile time the run prints is recorded beside the wall time. Writes J
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -24,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import ab
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["algo=limarl env=matrix_three_state", "algo=qmix env=matrix_three_state"]
@@ -86,16 +86,7 @@ def main():
                 f"{med['new']['wall_s'] / med['old']['wall_s']:>7.0%}",
                 flush=True,
             )
-    out = {
-        "command": "python benchmarks/whole_run.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "old_commit": commit(args.old),
-        "new_commit": commit(ROOT),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    ab.write(args.out, {**ab.header("whole_run.py", args.old, ROOT), "rows": rows})
 
 
 if __name__ == "__main__":
