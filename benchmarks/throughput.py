@@ -40,7 +40,7 @@ import numpy as np
 
 from jlmarl.config import load_config
 from jlmarl.core.buffer import buffer_sample
-from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
+from jlmarl.core.rollout import UniformRandomPolicy, init_stream, run_episodes, run_segment
 from jlmarl.train import build
 
 
@@ -84,8 +84,14 @@ def measure(
     carry = engine.init(keys)
     env, algo = engine.env, engine.algo
 
+    segment = algo.segment_length  # on-policy segment learners (PQN) collect from persistent envs
+
     def rollout_steps(policy):
         def per_seed(ts, key):
+            if segment:
+                stream = init_stream(env, policy, key, num_envs)
+                run_segment(env, policy, ts, stream, key, segment, 0)
+                return num_envs * segment
             _, stats = run_episodes(env, policy, ts, key, num_envs, 0, False)
             return stats.lengths.sum()
 
@@ -126,14 +132,17 @@ def measure(
         reps += 1
     train_s = (time.perf_counter() - start) / reps
 
-    # One update at a fixed batch length, on a batch of this learner's own buffer.
+    # One update at a fixed batch length, on a batch of this learner's own buffer (on-policy
+    # learners have none: their update is the chunk's, timed in train_sps).
     t_len = update_len or env.spec.episode_limit // 2
-    batch = jax.vmap(buffer_sample, in_axes=(0, 0, None))(carry.buffer, keys, cfg.batch_size)
-    # each seed's clock (and the newest episodes, for learners that ask) as the engine tells it
-    phase = engine.phase_at(np.min(np.asarray(carry.updates)))
-    ctx = jax.vmap(lambda c: engine._context(c, phase, None))(carry)
-    update = jax.jit(jax.vmap(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
-    update_s, _ = timed(update, carry.train_state, batch, keys, ctx)
+    update_s = None
+    if algo.replay:
+        batch = jax.vmap(buffer_sample, in_axes=(0, 0, None))(carry.buffer, keys, cfg.batch_size)
+        # each seed's clock (and the newest episodes, for learners that ask) as the engine tells it
+        phase = engine.phase_at(np.min(np.asarray(carry.updates)))
+        ctx = jax.vmap(lambda c: engine._context(c, phase, None))(carry)
+        update = jax.jit(jax.vmap(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
+        update_s, _ = timed(update, carry.train_state, batch, keys, ctx)
     return {
         "algo": algo_name,
         "env": env_name,
@@ -204,7 +213,8 @@ def main():
         print(
             f"{algo_name:<8} {r['env']:<14} {num_envs:>5} {num_seeds:>5} {r['env_only_sps']:>11.0f} "
             f"{r['collect_sps']:>10.0f} {r['collect_sps'] / r['env_only_sps']:>8.2f} "
-            f"{r['train_sps']:>9.0f} {r['ep_length']:>6.1f} {r['update_s_T']:>8.3f} "
+            f"{r['train_sps']:>9.0f} {r['ep_length']:>6.1f} "
+            f"{'-' if r['update_s_T'] is None else format(r['update_s_T'], '.3f'):>8} "
             f"{r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
             f"{split[0]:>5.0f} {split[1]:>5.0f} {split[2]:>5.0f}",
             flush=True,
@@ -217,8 +227,12 @@ def main():
         if "train_sps_vs_qmix" in r:
             print(
                 f"{r['algo']} / qmix on {r['env']} ({r['num_envs']} envs, {r['num_seeds']} seeds): "
-                f"training throughput {r['train_sps_vs_qmix']:.0%}, "
-                f"update speed at T={r['update_len']} {r['update_T_vs_qmix']:.0%}"
+                f"training throughput {r['train_sps_vs_qmix']:.0%}"
+                + (
+                    f", update speed at T={r['update_len']} {r['update_T_vs_qmix']:.0%}"
+                    if r["update_s_T"]
+                    else ""
+                )
             )
 
 
@@ -231,7 +245,8 @@ def add_qmix_ratios(records: list[dict]) -> None:
         base = qmix.get(setting(r))
         if base:
             r["train_sps_vs_qmix"] = r["train_sps"] / base["train_sps"]
-            r["update_T_vs_qmix"] = base["update_s_T"] / r["update_s_T"]
+            if r["update_s_T"]:
+                r["update_T_vs_qmix"] = base["update_s_T"] / r["update_s_T"]
 
 
 if __name__ == "__main__":
