@@ -42,13 +42,14 @@ def env_for(algo: str, env: str) -> str:
     return "oracle" if algo in I2Q_FAMILY else env
 
 
-def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path) -> dict:
+def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path, old: bool = False) -> dict:
     steps = 1000 if env.startswith("smax") else 400
     args = [f"algo={algo}", f"env={env}", *TINY, f"total_steps={steps}", f"test_interval={steps}"]
     if algo.startswith("pqn"):
         args += ["pqn.minibatches=2"]
     if algo == "limarl":
         args += ["limarl.pretrain_episodes=8", "limarl.val_episodes=2", "limarl.monitor_episodes=2"]
+        args += [] if old else ["limarl.kl_warmup=5"]  # the new checkout checks it fits Phase I
     if algo == "belief_i2q":
         args += ["belief_i2q.episodes=64", "belief_i2q.train_steps=20"]
     command = [sys.executable, "-m", "jlmarl.train", *args, *extra, f"run_dir={run_dir}"]
@@ -98,7 +99,7 @@ def main():
                     continue
                 row = {"algo": algo, "env": name}
                 if args.old and has_algo(args.old, algo):
-                    row["old_cold"] = one_run(args.old, algo, name, [], Path(tmp) / f"old_{key}")
+                    row["old_cold"] = one_run(args.old, algo, name, [], Path(tmp) / f"old_{key}", old=True)
                 cache = f"compile_cache={tmp}/cache_{key}"  # empty: the cold run fills it
                 row["new_cold"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"cold_{key}")
                 row["new_warm"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"warm_{key}")
