@@ -275,14 +275,19 @@ def test_end_to_end_report_from_run_folders(tmp_path, capsys):
     assert cell["normalised"]["estimate"] == pytest.approx(0.2)
     assert report["sample_efficiency_iqm"]["good"]["estimate"][0] == 0.0
     assert len(report["performance_profile"]["tau"]) == 101
+    # the logged win rate per task, IQM over 3 seeds (trims none of 3: the mean) at each evaluation
+    assert report["per_task_curves"]["wins"]["good"]["estimate"] == pytest.approx([0.0, 0.8, 0.8])
+    assert report["per_task_curves"]["rets"]["base"]["estimate"] == pytest.approx([0.0, 2.0, 2.0])
 
-    for name in ("aggregate", "probability_of_improvement", "performance_profile", "sample_efficiency"):
+    names = ("aggregate", "probability_of_improvement", "performance_profile", "sample_efficiency")
+    for name in (*names, "curve_wins", "curve_rets"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert (
         "| good | 0.842 [" in md
         and "## Per task" in md
         and "![IQM against env steps](sample_efficiency.png)" in md
+        and "](curve_wins.png)" in md
     )
 
     marl = json.loads((out / "marl_eval.json").read_text())["jlmarl"]

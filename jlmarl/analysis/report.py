@@ -1,5 +1,5 @@
 """The comparison report: statistics of a Comparison written as report.json, report.md,
-four PNGs (drawn with rliable's plotting) and marl_eval.json."""
+four PNGs and one curve per task (drawn with rliable's plotting) and marl_eval.json."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def compute(comparison: Comparison, reps: int = 2000, seed: int = 0) -> dict:
     profiles = stats.performance_profiles(final, taus, reps, seed)
     curves = stats.iqm_curves(c.curves, reps, seed)
     per_task = stats.task_means(final, reps, seed)
+    task_curves = {  # the logged metric per task: IQM over seeds at each evaluation
+        t: stats.iqm_curves({a: c.raw[a][:, [j]] for a in c.algos}, reps, seed) for j, t in enumerate(c.tasks)
+    }
     return {
         "runs": [
             {
@@ -91,6 +94,13 @@ def compute(comparison: Comparison, reps: int = 2000, seed: int = 0) -> dict:
         "sample_efficiency_iqm": {
             a: {"estimate": curves[a].value.tolist(), "ci": [curves[a].low.tolist(), curves[a].high.tolist()]}
             for a in c.algos
+        },
+        "per_task_curves": {
+            t: {
+                a: {"estimate": e.value.tolist(), "ci": [e.low.tolist(), e.high.tolist()]}
+                for a, e in task_curves[t].items()
+            }
+            for t in c.tasks
         },
         "per_task": {
             t: {
@@ -192,7 +202,32 @@ def draw(report: dict, out: Path) -> list[Path]:
     )
     ax.legend()
     save(fig, "sample_efficiency")
+
+    for task, per_algo in report["per_task_curves"].items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        plot_utils.plot_sample_efficiency_curve(
+            np.array(report["env_steps"]),
+            {a: np.array(per_algo[a]["estimate"]) for a in algos},
+            {a: np.array(per_algo[a]["ci"]) for a in algos},
+            algorithms=algos,
+            ax=ax,
+            xlabel="env steps",
+            ylabel=f"{report['per_task'][task][algos[0]]['metric']} (IQM over seeds)",
+            marker="o" if len(report["env_steps"]) <= 30 else "",
+            labelsize="large",
+            ticklabelsize="large",
+        )
+        ax.set_title(task)
+        ax.legend()
+        path = out / task_figure(task)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
     return written
+
+
+def task_figure(task: str) -> str:
+    return f"curve_{task}.png"
 
 
 def markdown(report: dict) -> str:
@@ -266,6 +301,8 @@ def markdown(report: dict) -> str:
                 f"| {_fmt(cells[a]['normalised'])} |"
                 for a in algos
             ),
+            "",
+            f"![{t}: {metric} against env steps]({task_figure(t)})",
             "",
         ]
     lines += ["## Figures", ""]
