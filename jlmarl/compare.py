@@ -66,6 +66,9 @@ def parse_args(argv: list[str]) -> tuple[list[tuple[Path, str | None]], dict]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("--help", "-h", "help") for a in argv):
+        print(__doc__.strip())
+        return
     try:
         runs, options = parse_args(argv)
         from jlmarl.analysis.report import compare  # after parsing: rliable takes a second to import

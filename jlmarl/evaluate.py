@@ -138,6 +138,9 @@ def _stop(signum, frame):
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("--help", "-h", "help") for a in argv):
+        print(__doc__.strip())
+        return
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop)
     try:

@@ -118,6 +118,9 @@ def _print_table(metrics: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("--help", "-h", "help") for a in argv):
+        print(__doc__.strip())
+        return
     if not any(a.startswith("algo=") for a in argv):
         argv = ["algo=belief_i2q", *argv]
     try:

@@ -1,5 +1,6 @@
 """The command line end to end, in subprocesses, as a user runs it."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -106,3 +107,9 @@ def test_smax_run_reports_win_rate(tmp_path):
     assert "final test_win_rate" in result.stdout
     line = json.loads((tmp_path / "s" / "metrics" / "seed_0.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= line["test_win_rate"] <= 1.0 and "win_rate" in line
+
+
+@pytest.mark.parametrize("module", ["jlmarl.evaluate", "jlmarl.compare", "jlmarl.pretrain_belief"])
+def test_every_command_prints_its_usage_on_help(module, capsys):
+    importlib.import_module(module).main(["--help"])
+    assert capsys.readouterr().out.startswith(f"python -m {module} ")
