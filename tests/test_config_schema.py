@@ -75,6 +75,7 @@ def test_a_resume_repeating_an_old_spelling_is_the_same_run(tmp_path):
     with pytest.raises(ConfigError, match=r"lsf_sac.message_beta cannot change when resuming"):
         load_config([*args, "algo.message_beta=0.003", "resume=true"])
 
+
 def test_every_env_key_is_declared():
     """Each env config's own keys (env.*) carry a declaration; engine or algo keys an env
     config overrides are declared where their defaults are."""
