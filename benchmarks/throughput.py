@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jlmarl.config import load_config
@@ -90,8 +91,9 @@ def measure(
         def per_seed(ts, key):
             if segment:
                 stream = init_stream(env, policy, key, num_envs)
-                run_segment(env, policy, ts, stream, key, segment, 0)
-                return num_envs * segment
+                stream, _, _ = run_segment(env, policy, ts, stream, key, segment, 0)
+                # every step counts; the result is read so that XLA cannot drop the rollout
+                return jnp.where(jnp.isnan(stream.ep_return.sum()), 0, num_envs * segment)
             _, stats = run_episodes(env, policy, ts, key, num_envs, 0, False)
             return stats.lengths.sum()
 
