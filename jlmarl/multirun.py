@@ -44,10 +44,13 @@ def combinations(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
         raise ConfigError(f"cannot read the sweep's overrides: {str(e).splitlines()[0]}") from None
-    axes = []
+    axes, swept_keys = [], set()
     for o in parsed:
         key = o.get_key_element()
         if o.is_sweep_override():
+            if key in swept_keys:
+                raise ConfigError(f"-m: {key} is swept twice; give each swept key once (key=a,b,c)")
+            swept_keys.add(key)
             axes.append([(f"{key}={v}", True) for v in o.sweep_string_iterator()])
         else:
             axes.append([(o.input_line, False)])
@@ -57,6 +60,8 @@ def combinations(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
 def folder_name(swept: list[str]) -> str:
     """['algo=qmix', 'algo.lr=0.001'] -> 'algo-qmix__algo.lr-0.001' (a run_dir= value Hydra's
     grammar reads unquoted: no '=', ',' or brackets)."""
+    if not swept:  # -m with nothing swept: one run, as Hydra's multirun does
+        return "run"
     return "__".join(re.sub(r"[^A-Za-z0-9._-]", "_", s.replace("=", "-", 1)) for s in swept)
 
 
@@ -82,11 +87,6 @@ def sweep(
     if not str(sweep_dir).strip():
         raise ConfigError("run_dir is empty; give the sweep a folder (run_dir=runs/<name>) or leave it out")
     plan = combinations([o for o in overrides if not o.startswith("run_dir=")])
-    if len({tuple(swept) for _, swept in plan}) < len(plan) or not any(swept for _, swept in plan):
-        raise ConfigError(
-            "-m needs at least one swept setting (key=a,b) and no setting swept twice; "
-            "for a single run leave out -m"
-        )
     runs = []
     for every, swept in plan:
         name = folder_name(swept)

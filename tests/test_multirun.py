@@ -22,6 +22,7 @@ def test_combinations_follow_hydras_order_and_keep_fixed_settings():
         folder_name(["algo=qmix", "algo.lr=0.001", "env.map=a/b"]) == "algo-qmix__algo.lr-0.001__env.map-a_b"
     )
     assert is_multirun(["-m", "algo=qmix,vdn"]) and not is_multirun(["algo=qmix"])
+    assert combinations(["algo=qmix"]) == [(["algo=qmix"], [])] and folder_name([]) == "run"
 
 
 class Recorder:
@@ -85,7 +86,7 @@ def test_a_bad_combination_is_refused_before_anything_runs(tmp_path):
         sweep(["-m", "algo.lr=0.001,-1", f"run_dir={tmp_path}"], bad.check, bad.run_one, bad.compare)
     assert bad.ran == [] and not (tmp_path / "sweep.json").exists()
     for argv, needle in (
-        (["-m", "algo=qmix"], "at least one swept setting"),
+        (["-m", "algo=qmix,vdn", "algo=iql,vdn"], "swept twice"),
         (["-m", "algo=qmix,vdn", "resume=true"], "resume= is not a sweep setting"),
         (["-m", "algo=qmix,,"], "cannot read the sweep's overrides"),
     ):
