@@ -131,7 +131,7 @@ def draw(report: dict, out: Path) -> list[Path]:
     written = []
 
     def save(fig, name):
-        path = out / FIGURES[name]
+        path = out / FIGURES.get(name, name)  # one of FIGURES, or a file name
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
@@ -186,43 +186,31 @@ def draw(report: dict, out: Path) -> list[Path]:
     )
     save(fig, "performance_profile")
 
-    curves = report["sample_efficiency_iqm"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    plot_utils.plot_sample_efficiency_curve(
-        np.array(report["env_steps"]),
-        {a: np.array(curves[a]["estimate"]) for a in algos},
-        {a: np.array(curves[a]["ci"]) for a in algos},
-        algorithms=algos,
-        ax=ax,
-        xlabel="env steps",
-        ylabel="IQM normalised score",
-        marker="o" if len(report["env_steps"]) <= 30 else "",
-        labelsize="large",
-        ticklabelsize="large",
-    )
-    ax.legend()
-    save(fig, "sample_efficiency")
-
-    for task, per_algo in report["per_task_curves"].items():
+    def curve(estimates: dict, ylabel: str):
+        """Estimate and CI of every algorithm against env steps (rliable's sample-efficiency plot)."""
         fig, ax = plt.subplots(figsize=(7, 4.5))
         plot_utils.plot_sample_efficiency_curve(
             np.array(report["env_steps"]),
-            {a: np.array(per_algo[a]["estimate"]) for a in algos},
-            {a: np.array(per_algo[a]["ci"]) for a in algos},
+            {a: np.array(estimates[a]["estimate"]) for a in algos},
+            {a: np.array(estimates[a]["ci"]) for a in algos},
             algorithms=algos,
             ax=ax,
             xlabel="env steps",
-            ylabel=f"{report['per_task'][task][algos[0]]['metric']} (IQM over seeds)",
+            ylabel=ylabel,
             marker="o" if len(report["env_steps"]) <= 30 else "",
             labelsize="large",
             ticklabelsize="large",
         )
-        ax.set_title(task)
         ax.legend()
-        path = out / task_figure(task)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        return fig, ax
+
+    fig, _ = curve(report["sample_efficiency_iqm"], "IQM normalised score")
+    save(fig, "sample_efficiency")
+
+    for task, per_algo in report["per_task_curves"].items():
+        fig, ax = curve(per_algo, f"{report['per_task'][task][algos[0]]['metric']} (IQM over seeds)")
+        ax.set_title(task)
+        save(fig, task_figure(task))
     return written
 
 
