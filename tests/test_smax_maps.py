@@ -264,17 +264,18 @@ def test_a_medivac_heals_an_injured_ally_and_cannot_attack():
 
 
 def test_a_baneling_explosion_damages_every_enemy_in_its_radius_and_removes_it():
-    # Baneling 3 at (22, 6) attacks zergling 10 (slot 4): every enemy ground unit within 2.2
-    # of it takes 16, +19 if light (SC2's Volatile Burst): zerglings 35 -> 0, the zealot
-    # 150 -> 115; the armoured stalker 160 -> 144. None beyond, none to its own side; it dies.
+    # Baneling 3 at (22, 6) attacks zergling 10 (slot 4, 0.9 away: in its range 1.0): every
+    # enemy ground unit whose body is within 2.2 of it takes 16, +19 if light (SC2's
+    # Volatile Burst): zerglings 35 -> 0, the zealot 150 -> 115; the armoured stalker
+    # 160 -> 144. None beyond, none to its own side; it dies.
     env, run = _scene_runner()
     units = {
         3: (22.0, 6.0),
-        10: (23.0, 6.0),  # zergling, distance 1.0
+        10: (22.9, 6.0),  # zergling, distance 0.9
         6: (22.0, 7.5),  # zealot, 1.5
-        16: (20.0, 6.0),  # stalker, 2.0
-        11: (22.0, 3.9),  # zergling, 2.1
-        14: (24.3, 6.0),  # zergling, 2.3: outside
+        16: (20.0, 6.0),  # stalker (radius 0.625), 2.0
+        11: (22.0, 3.5),  # zergling (radius 0.375), 2.5: its edge 2.125 away, inside
+        14: (24.7, 6.0),  # zergling, 2.7: its edge 2.325 away, outside
         4: (21.0, 7.2),  # own zergling, 1.56
     }
     no_fire = {i: 100.0 for i in units if i != 3}  # only the baneling acts
@@ -286,6 +287,20 @@ def test_a_baneling_explosion_damages_every_enemy_in_its_radius_and_removes_it()
     assert health[3] == 0.0 and not alive[3]
     # Reward: the enemies' health fractions lost (1 + 1 + 35/150 + 16/160) / 11 enemies, x10.
     np.testing.assert_allclose(float(out["ts"].reward[0]), 10 * (2 + 35 / 150 + 16 / 160) / 11, rtol=1e-5)
+
+
+def test_a_killed_baneling_bursts_too():
+    # Baneling 3 (5 of 30 HP) holds still; the enemy marine 15, 3.0 away, shoots it (6
+    # damage). Killed, it bursts as if it had attacked (SC2): the zergling 1.0 away
+    # 35 -> 0, the zealot 1.5 away 150 -> 115, the armoured stalker 2.0 away 160 -> 144;
+    # the marine is outside the 2.2 radius. The others hold fire (cooldowns).
+    env, run = _scene_runner()
+    units = {3: (22.0, 6.0), 10: (23.0, 6.0), 6: (22.0, 7.5), 16: (20.0, 6.0), 15: (22.0, 9.0)}
+    hold = {i: 100.0 for i in (3, 10, 6, 16)}
+    out = run(_scene(env, units, health={3: 5.0}, cooldown=hold), _actions(env, SCENE_STEPS))
+    health, alive = np.asarray(out["health"][0]), np.asarray(out["alive"][0])
+    assert not alive[3]
+    np.testing.assert_allclose(health[[10, 6, 16, 15]], [0.0, 115.0, 144.0, 45.0])
 
 
 def test_a_colossus_damages_the_enemies_along_its_line():

@@ -22,8 +22,10 @@ Rules for the new units (statistics and their sources: `smax_units.py`):
   second (12.6; 6.3 per env step) up to the target's maximum, to ground units only
   (SMAC: medivacs cannot heal themselves or other flying units). No energy.
 - colossus: ground-only line splash (smax_units), walks cliffs (not walls).
-- baneling: melee; when its attack lands it damages every enemy ground unit within
-  2.2 of it (by 35 if light, else 16) and its own health drops to 0.
+- baneling: melee (range 1.0); when its attack lands it damages every enemy ground unit
+  whose body is within 2.2 of its centre (by 35 if light, else 16) and its own health
+  drops to 0. Killed, it bursts the same way (SC2 detonates a baneling however it dies);
+  bursts chain within a world step.
 - Damage: SC2's bonuses for every unit, by one rule (`smax_units.damage_table`): an attack
   deals the attacker's damage plus its bonus to a unit with the bonus attribute (the
   baneling's +19 vs light, the marauder's +10 vs armored, ...); splash victims each by
@@ -123,6 +125,7 @@ class SmaxWorld(SMAX):
         self.grid = jnp.asarray(grid)
         self.has_terrain = bool((grid != smax_terrain.LOW).any())
         self.has_splash = bool((table["splash"] != SINGLE).any())
+        self.has_suicide = bool(table["suicide"].any())
         # [attacker type, target type] damage per attack; static: a map where no attacker's
         # damage depends on its target (corridor: zealots and zerglings) skips the [n, n] lookup.
         self.damage = jnp.asarray(damage, jnp.float32)
@@ -284,7 +287,9 @@ class SmaxWorld(SMAX):
                 pos, pos[target] - across, pos[target] + across
             )  # [attacker, victim]
             line = victims | (enemy_ground & (line_dist <= size))
-            blast = enemy_ground & (before <= size)  # around the baneling itself
+            # SC2's search areas count a unit's body: the blast reaches a victim whose edge is
+            # within the radius of the baneling's centre.
+            blast = enemy_ground & (before - radius[None, :] <= size)
             victims = jnp.where(
                 (splash == LINE)[:, None], line, jnp.where((splash == RADIUS)[:, None], blast, victims)
             )
@@ -297,7 +302,10 @@ class SmaxWorld(SMAX):
         effect = jnp.where(hits[:, None] & victims, amount, 0.0)
         health = state.unit_health - effect.sum(0)
         health = jnp.clip(health, 0.0, self.unit_stat(state, "health"))
-        health = jnp.where(hits & self.unit_stat(state, "suicide"), 0.0, health)
+        suicide = self.unit_stat(state, "suicide")
+        health = jnp.where(hits & suicide, 0.0, health)
+        if self.has_suicide:
+            health = self._death_bursts(state, health, hits & suicide, blast, damage)
 
         # Cooldowns: SMAX's (reset with pysc2's random deviation on a shot, else count down).
         deviation = jax.vmap(
@@ -310,6 +318,25 @@ class SmaxWorld(SMAX):
             state.unit_weapon_cooldowns - self.time_per_step,
         )
         return state.replace(unit_positions=new_pos, unit_health=health, unit_weapon_cooldowns=cooldowns)
+
+    def _death_bursts(self, state, health, burst, blast, damage):
+        """SC2: a baneling also bursts when it is killed, not only when it attacks (same
+        blast, same damage). A burst can kill an enemy baneling, which bursts in turn:
+        repeated within the world step until no killed baneling is left unburst.
+        burst: bool [n], the banelings that burst by attacking this world step."""
+        suicide = self.unit_stat(state, "suicide")
+
+        def killed(carry):
+            health, burst = carry
+            return suicide & state.unit_alive & (health <= 0.0) & ~burst
+
+        def burst_round(carry):
+            health, burst = carry
+            new = killed(carry)
+            health = health - jnp.where(new[:, None] & blast, damage, 0.0).sum(0)
+            return jnp.maximum(health, 0.0), burst | new
+
+        return jax.lax.while_loop(lambda c: jnp.any(killed(c)), burst_round, (health, burst))[0]
 
     def _push_units_away(self, state, firmness: float = 1.0):
         """SMAX's soft collisions (overlapping living units move apart, each by half the
