@@ -69,6 +69,22 @@ def test_normalisers_by_hand():
         normalizer("batch")
 
 
+def test_sale_encoders_start_as_pytorch_layers_so_a_zero_observation_is_not_singular():
+    # TD7/MMSA's encoders are PyTorch Linear layers: weights and biases uniform in
+    # +-1/sqrt(fan_in). With Flax's zero biases, f(0) = 0 exactly and AvgL1Norm's gradient
+    # is scaled by 1/1e-8 (a SALE gradient norm of 4e7 on the matrix game's zero observations).
+    enc = SaleEncoder(embed_dim=4, hidden=16)
+    params = enc.init(jax.random.key(0), jnp.zeros((1, 3)), jnp.zeros((1, 2)))["params"]
+    for layer, fan_in in (("Dense_0", 3), ("Dense_1", 16), ("Dense_2", 16)):
+        for kind in ("kernel", "bias"):
+            w = np.asarray(params["f"][layer][kind])
+            assert np.abs(w).max() <= 1 / np.sqrt(fan_in) and np.abs(w).min() > 0, (layer, kind)
+    grads = jax.grad(
+        lambda p: enc.apply({"params": p}, jnp.zeros((1, 3)), method=SaleEncoder.embed_state).sum()
+    )(params)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)) < 1e3
+
+
 def test_sale_loss_by_hand_and_it_pulls_the_prediction_toward_the_frozen_next_embedding():
     zsa = jnp.array([[1.0, 2.0], [3.0, 4.0]])
     nxt = jnp.array([[0.0, 0.0], [1.0, 1.0]])

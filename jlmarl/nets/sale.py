@@ -64,8 +64,9 @@ class SaleEncoder(nn.Module):
     norm: str = "avg_l1"
 
     def setup(self):
-        self.f = MLP((self.hidden, self.hidden, self.embed_dim), activation=nn.elu)
-        self.g = MLP((self.hidden, self.hidden, self.embed_dim), activation=nn.elu)
+        # PyTorch's initialisation, as TD7 and MMSA have it (MLP.torch_init says why).
+        self.f = MLP((self.hidden, self.hidden, self.embed_dim), activation=nn.elu, torch_init=True)
+        self.g = MLP((self.hidden, self.hidden, self.embed_dim), activation=nn.elu, torch_init=True)
 
     def __call__(self, x: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
         zs = self.embed_state(x)
