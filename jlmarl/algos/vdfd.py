@@ -37,6 +37,9 @@ Choices where the paper leaves room (each in one place below):
   * `prior=false` (VDF-POST): no prior, KL(q || N(0, I)), no imagination (nothing to
     roll forward), so the mixer reads [s_t, O_t]; its k-step "prediction" in the
     diagnostics is its reconstruction of step t.
+  * The diagnostics (wm_{ac,af}_{model,still}_k) predict the real next steps, so they roll
+    the priors' means from the posterior means along the recorded actions (as MMSA's),
+    not the mixer's imagination, whose draws and greedy actions need not be the ones taken.
   * `posterior=mlp` (VDF-SV): the action-conditioned and action-free posteriors and
     their decoders run on the empty graph, where GALA's filters are the identity: the
     same layers as node-wise fully connected networks (parameters independent of n).
@@ -340,15 +343,15 @@ class WorldModel:
             "af_rec": masked_mean(af_rec, valid),
             "st_rec": masked_mean(st_rec, valid),
         }
-        latents = {"s": s_hat, "v": v_hat, "z": z}
+        latents = {"s": s_hat, "v": v_hat, "z": z, "s_mean": ac_post[0], "v_mean": mu_v}
         return terms, latents, {"h": h_rec, "x_af": x_af_rec, "x_af_target": x_af}
 
     def imagine(self, params, q_head, start, avail, adj, key):
         """`horizon` imagined steps from every (b, t). start: {s, v} [B, T+1, n, d] and
         h [B, T+1, n, H]; q_head: h -> Q [.., n, A] (the agents' own head); avail
         [B, T+1, n, A] and adj held at step t. Returns stacked over k = 1..j:
-        (mean_i ŝ, mean_i v̂) [j, B, T+1, d] each, and the decoded h [j, B, T+1, n, H]
-        and [v̂_{t+k-1}, o_{t+k}] [j, B, T+1, n, d+O]."""
+        (mean_i ŝ, mean_i v̂) [j, B, T+1, d] each (the decoded h only picks the next
+        greedy action)."""
         post_adj = jnp.zeros_like(adj) if self.settings.posterior == "mlp" else adj
         n_actions = self.spec.n_actions
 
@@ -360,10 +363,33 @@ class WorldModel:
             s_next = sample(k_s, *self.apply(params, "ac_prior", prior_in))
             h_next = self.apply(params, "ac_decoder", s_next, post_adj)
             v_next = sample(k_v, *self.apply(params, "af_prior", v_hat))
-            x_next = self.apply(params, "af_decoder", v_next, post_adj)
-            return (s_next, h_next, v_next, k), (s_next.mean(-2), v_next.mean(-2), h_next, x_next)
+            return (s_next, h_next, v_next, k), (s_next.mean(-2), v_next.mean(-2))
 
         return wm.imagine(step, (start["s"], start["h"], start["v"], key), self.settings.horizon)
+
+    def predict_recorded(self, params, start, actions, adj):
+        """The diagnostics' k-step predictions: from the posterior means start {s, v}
+        [B, T+1, n, d], the priors' means along the recorded actions (int [B, T, n]),
+        decoded: h [j, B, T+1, n, H] and [v̂_{t+k-1}, o_{t+k}] [j, B, T+1, n, d+O]. Entries
+        past an episode's end are garbage that prediction_errors leaves out."""
+        post_adj = jnp.zeros_like(adj) if self.settings.posterior == "mlp" else adj
+        j, t1 = self.settings.horizon, start["s"].shape[1]
+        padded = jnp.concatenate([actions, jnp.zeros_like(actions[:, :j])], axis=1)  # [B, T + j, n]
+        # taken[k][:, t] = a_{t+k}, one-hot: the action recorded k steps after every start t
+        taken = jax.nn.one_hot(jnp.stack([padded[:, k : k + t1] for k in range(j)]), self.spec.n_actions)
+
+        def step(carry):
+            s_hat, v_hat, k = carry
+            a = jax.lax.dynamic_index_in_dim(taken, k, keepdims=False).astype(s_hat.dtype)
+            s_next, _ = self.apply(params, "ac_prior", jnp.concatenate([s_hat, a], -1))
+            v_next, _ = self.apply(params, "af_prior", v_hat)
+            decoded = (
+                self.apply(params, "ac_decoder", s_next, post_adj),
+                self.apply(params, "af_decoder", v_next, post_adj),
+            )
+            return (s_next, v_next, k + 1), decoded
+
+        return wm.imagine(step, (start["s"], start["v"], jnp.int32(0)), j)
 
 
 # ---- the loss of one update -------------------------------------------------------
@@ -411,9 +437,11 @@ def vdfd_loss(nets: Nets, s: Settings, params, target_params, q_target_all, batc
     if s.prior:
         world, head = sg(params["world"]), q_head_of(nets.agent, sg(params["agent"]))
         start = {"s": sg(lat["s"]), "v": sg(lat["v"]), "h": sg(hs)}
-        s_k, v_k, h_k, x_k = nets.world.imagine(world, head, start, batch.avail, adj, k_imagine)
+        s_k, v_k = nets.world.imagine(world, head, start, batch.avail, adj, k_imagine)
         imagined = jax.vmap(lambda a, v: masked_output(a, v, z_mean, s.masks))(s_k, v_k)
         rollout = wm.rollout_feature(first, imagined)  # [B, T+1, (j+1) d]
+        means = {"s": sg(lat["s_mean"]), "v": sg(lat["v_mean"])}
+        h_k, x_k = nets.world.predict_recorded(world, means, batch.actions, adj)
     else:  # VDF-POST: no transition; the "prediction" is the reconstruction of step t
         rollout = first
         h_k = jnp.broadcast_to(decoded["h"], (s.horizon, *decoded["h"].shape))
