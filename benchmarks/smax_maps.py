@@ -2,6 +2,7 @@
 
     python benchmarks/smax_maps.py [--maps corridor MMM ...] [--episodes 256]
     python benchmarks/smax_maps.py --throughput-only --maps 3m 2s3z   # any smax_ map, A/B runs
+    python benchmarks/smax_maps.py --markdown   # the README's table from the JSON, runs nothing
 
 For each map: env steps per second (random actions, AutoReset, jitted scan) at 64 and 512
 parallel envs (median of --repeats timings), and the win rate with a Wilson 95% interval
@@ -151,6 +152,25 @@ def win_rates(name: str, policies: tuple[int, ...], episodes: int, **kwargs) -> 
     return {p: (int(won[i].sum()), float(ret[i].mean())) for i, p in enumerate(policies)}
 
 
+def markdown_table(maps: dict) -> str:
+    """The README's sanity table from the JSON's maps."""
+
+    def rate(row, policy):
+        v = row.get("win_rate", {}).get(policy)
+        return "—" if v is None else f"{v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+
+    lines = [
+        "| map | episodes | steps/s 64 envs | steps/s 512 envs | random | attack nearest | focus fire |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in maps.items():
+        sps = [row["steps_per_s"].get(n, row["steps_per_s"].get(str(n))) for n in (64, 512)]
+        episodes = next(iter(row.get("win_rate", {}).values()), {}).get("episodes", "—")
+        cells = [f"`{name}`", str(episodes), *("—" if v is None else f"{v:,.0f}" for v in sps)]
+        lines.append("| " + " | ".join(cells + [rate(row, p) for p in POLICIES]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,7 +183,13 @@ def main(argv=None):
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/smax_maps.json")
     parser.add_argument("--merge", action="store_true", help="add to the maps already in --out")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print --out as the README's table; run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.out).read_text())["maps"]))
+        return
     if args.maps is None:  # imported here: --throughput-only A/B runs import an older jlmarl
         from jlmarl.envs.smax_maps import MAPS
 
