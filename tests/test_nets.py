@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jlmarl.nets.agents import RNNAgent, episode_inputs, masked_argmax
+from jlmarl.nets.gaussian import LOGVAR_RANGE, GaussianHead, sample
 from jlmarl.nets.mixers import QMixer, VDNMixer
 from jlmarl.nets.recurrent import unroll
 
@@ -161,3 +162,18 @@ def test_the_written_out_gru_gradient_equals_autodiff_of_the_scan():
     autodiff = jax.grad(loss(_gru_steps), argnums=(0, 1, 2, 3))(*args)
     for a, b in zip(written, autodiff, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_head_log_variance_is_clipped_so_draws_stay_finite():
+    # Inputs of 1e4 drive the linear log-variance to thousands: exp() would overflow a draw.
+    head = GaussianHead(3, (8,))
+    x = jnp.concatenate([jnp.full((1, 4), 1e4), jnp.full((1, 4), -1e4), jnp.zeros((1, 4))])
+    params = head.init(jax.random.key(0), x)
+    raw = x @ params["params"]["fc0"]["kernel"]  # the unclipped output, by hand
+    raw = jax.nn.relu(raw + params["params"]["fc0"]["bias"]) @ params["params"]["logvar"]["kernel"]
+    raw = np.asarray(raw + params["params"]["logvar"]["bias"])
+    _, logvar = head.apply(params, x)
+    np.testing.assert_allclose(logvar, np.clip(raw, *LOGVAR_RANGE), rtol=1e-6)
+    assert np.abs(raw).max() > 100  # the scene does reach past the range
+    z = sample(jax.random.key(1), jnp.zeros_like(logvar), logvar)
+    assert np.isfinite(np.asarray(z)).all() and np.abs(np.asarray(z)).max() < 6 * np.exp(LOGVAR_RANGE[1] / 2)

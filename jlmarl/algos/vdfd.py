@@ -76,7 +76,7 @@ from jlmarl.envs.base import EnvSpec
 from jlmarl.nets import world_model as wm
 from jlmarl.nets.agents import RNNAgent, episode_inputs, input_dim, masked_argmax
 from jlmarl.nets.gala import GALADecoder, GALAEncoder
-from jlmarl.nets.gaussian import GaussianHead, kl_balanced, kl_diag, kl_std_normal, sample
+from jlmarl.nets.gaussian import GaussianHead, bounded_logvar, kl_balanced, kl_diag, kl_std_normal, sample
 from jlmarl.nets.mixers import QMixer
 from jlmarl.nets.mlp import MLP
 from jlmarl.nets.recurrent import unroll
@@ -208,7 +208,7 @@ def weighted_loss(td: jax.Array, terms: dict[str, jax.Array], betas) -> jax.Arra
 
 def _gaussian(out: jax.Array) -> tuple[jax.Array, jax.Array]:
     d = out.shape[-1] // 2
-    return out[..., :d], out[..., d:]
+    return out[..., :d], bounded_logvar(out[..., d:])
 
 
 def _prediction_errors(predicted: jax.Array, real: jax.Array, valid: jax.Array) -> dict:
