@@ -16,6 +16,9 @@ corridor also runs hold_choke (the zealots stand in a concave 2.0 around the pas
 west exit, step in to engage a zergling within 3.5, and focus fire: the zerglings come
 out of the passage a few at a time, into reach of several zealots), with the passage and
 on the open map (`terrain=False`), so the table shows whether the choke matters.
+so_many_baneling also runs spread (a zealot within 3.0 of another steps away from the
+nearest one, else attacks the first enemy in range, else waits: a blast then catches
+one zealot), SMAC's trick for that map, so the table shows that it is winnable.
 
 Prints a table and writes benchmarks/results/smax_maps.json (--out).
 """
@@ -46,6 +49,7 @@ HOLD = jnp.asarray(
     sorted(zip(12.0 + 2.0 * np.cos(_ANGLES), 16.0 + 2.0 * np.sin(_ANGLES), strict=True), key=lambda p: p[1])
 )
 N_MOVES, STOP = 5, 4
+SPREAD = 3.0  # spread's distance to the nearest ally (a baneling's blast reaches 2.7 to a zealot's centre)
 
 
 def wilson(wins: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -85,7 +89,8 @@ def throughput(name: str, n_envs: int, steps: int, repeats: int) -> float:
 
 
 def scripted_actions(env, env_state, ts, key, policy):
-    """Actions [n_agents] of scripted policy `policy` (int: index into POLICIES, or 3 = hold_choke)."""
+    """Actions [n_agents] of scripted policy `policy` (int: index into POLICIES, 3 = hold_choke,
+    4 = spread)."""
     w, s = env.world, env_state.state
     n_a = env.spec.n_agents
     allies = jnp.arange(n_a)
@@ -119,6 +124,13 @@ def scripted_actions(env, env_state, ts, key, policy):
     )  # a zealot walks 1.6 a step
     move = jnp.where(arrived, STOP, move)
     act = jnp.where(jnp.any(ok, axis=-1), N_MOVES + pick, move)
+    # spread: away from the nearest living ally while within SPREAD of it
+    d_mates = jnp.where(s.unit_alive[allies][None] & ~jnp.eye(n_a, dtype=bool), d_ally, jnp.inf)
+    crowded = jnp.min(d_mates, axis=-1) < SPREAD
+    away = pos[allies] - pos[allies][jnp.argmin(d_mates, axis=-1)]
+    spread = jnp.where(crowded, w.heading(s, allies, pos[allies] + away), STOP)
+    spread = jnp.where(~crowded & jnp.any(ok, axis=-1), N_MOVES + jnp.argmax(ok, axis=-1), spread)
+    act = jnp.where(policy == 4, spread, act)
     act = jnp.where(s.unit_alive[allies], act, STOP)
     return jnp.where(policy == 0, random_actions(key, avail), act).astype(jnp.int32)
 
@@ -214,9 +226,9 @@ def main(argv=None):
             name, " ".join(f"{n} envs: {v:,.0f} steps/s" for n, v in row["steps_per_s"].items()), flush=True
         )
         if not args.throughput_only:
-            policies = (0, 1, 2, 3) if m == "corridor" else (0, 1, 2)
+            policies = {"corridor": (0, 1, 2, 3), "so_many_baneling": (0, 1, 2, 4)}.get(m, (0, 1, 2))
             rates = win_rates(name, policies, args.episodes)
-            labels = POLICIES + ("hold_choke",)
+            labels = POLICIES + ("hold_choke", "spread")
             row["win_rate"] = {
                 labels[p]: {
                     "wins": k,
@@ -263,6 +275,10 @@ def main(argv=None):
         for label in ("hold_choke", "hold_choke_open_map"):
             low, high = wr[label]["ci95"]
             print(f"corridor {label:<20} {wr[label]['rate']:.3f} [{low:.3f}, {high:.3f}]")
+    spread = results.get("smax_so_many_baneling", {}).get("win_rate", {}).get("spread")
+    if spread:
+        low, high = spread["ci95"]
+        print(f"so_many_baneling {'spread':<12} {spread['rate']:.3f} [{low:.3f}, {high:.3f}]")
 
     if not args.throughput_only:
         print(f"wrote {out}")
