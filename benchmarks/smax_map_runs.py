@@ -3,7 +3,7 @@
     python benchmarks/smax_map_runs.py [--maps corridor MMM ...] [--force] [--steps 2000]
 
 For each map (default: every SMAC map named in the five seeds, plus SMACv2's race maps
-at 5v5 and 10v10) runs, one at a time, as a subprocess:
+at every size: 5v5, 10v10, 10v11, 20v20, 20v23) runs, one at a time, as a subprocess:
 
     python -m jlmarl.train algo=qmix env=smax_<map> total_steps=2000 num_envs=4 batch_size=8
         buffer_size=64 test_interval=1000 test_episodes=4 run_dir=<tmp>/<map> logger=none
@@ -51,7 +51,11 @@ SMAC_MAPS = (
     "2m_vs_1z",
     "3s_vs_4z",
 )
-RACE_MAPS = tuple(f"{race}_{size}" for size in ("5v5", "10v10") for race in ("protoss", "terran", "zerg"))
+RACE_MAPS = tuple(
+    f"{race}_{size}"
+    for size in ("5v5", "10v10", "10v11", "20v20", "20v23")
+    for race in ("protoss", "terran", "zerg")
+)
 SETTINGS = (
     "num_envs=4",
     "batch_size=8",
@@ -104,7 +108,7 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--maps", nargs="+", help="map names without smax_ (default: SMAC's and 5v5/10v10 races)"
+        "--maps", nargs="+", help="map names without smax_ (default: SMAC's and every race map)"
     )
     parser.add_argument("--steps", type=int, default=2000, help="total_steps of each run")
     parser.add_argument("--force", action="store_true", help="rerun maps already in --out")
