@@ -135,6 +135,20 @@ def test_binning_keeps_the_later_evaluation_of_a_bin(tmp_path):
     assert compare_runs([loaded]).last == 3 and compare_runs([load_run(short)]).last == 2  # default: 3 or all
 
 
+def test_a_final_evaluation_past_the_budget_counts_at_the_budget(tmp_path):
+    # Two vmapped seeds of a 200-step run, evaluated at 3, 103 and 203 env steps; seed 1's
+    # episodes ran longer, so it passed the budget earlier and trained on until seed 0
+    # reached it: its final evaluation is at 260 (nearest multiple: 300). Both finals are
+    # the budget's evaluation (the run would otherwise be refused as two grids).
+    run = write_run(tmp_path, "r", "qmix", "t", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], overshoot=3)
+    lines = (run / "metrics" / "seed_1.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1]) | {"env_steps": 260}
+    (run / "metrics" / "seed_1.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    loaded = load_run(run)
+    np.testing.assert_array_equal(loaded.steps, [0, 100, 200])
+    np.testing.assert_array_equal(loaded.returns, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+
+
 def test_normalisation_by_hand(tmp_path):
     # Task "ret": returns over every evaluation of both runs span -2..8 -> (x + 2) / 10.
     # Task "win": logs test_win_rate, which is the score as is.

@@ -4,7 +4,11 @@ A run folder is one algorithm (`algo.name`, or a name given as `RUN_DIR@name`) o
 one task (`env.name`) over several seeds (`metrics/seed_<k>.jsonl`). Each seed's
 evaluations go on a grid of env steps: an evaluation's `env_steps` is binned to the
 nearest multiple of the run's `test_interval` (whole episodes overshoot the interval
-by a few steps); when two fall into one bin the later one is kept. As in marl-eval,
+by a few steps); when two fall into one bin the later one is kept. An evaluation at or
+past `total_steps` is the run's final one and goes in the bin of total_steps: seeds vmapped
+in one run count env steps apart, so a seed whose episodes run longer passes the budget
+earlier and trains on until the slowest seed reaches it (one seed's final evaluation at
+1.04M, another's at 1.0M in a 1M-step QMIX run). As in marl-eval,
 runs are compared only when every run is on the same grid and every algorithm has
 runs on every task; a mismatch is refused with one sentence, never patched up.
 
@@ -132,6 +136,8 @@ def load_run(path: Path, name: str | None = None) -> Run:
     per_seed = read_run(path, warn=skipped.append)  # damaged lines are skipped; the report names them
     if not per_seed:
         raise CompareError(f"{path} has no metrics/seed_<k>.jsonl; give finished runs")
+    total = int(cfg.get("total_steps") or 0)
+    final_bin = int(math.floor(total / interval + 0.5)) * interval
     grids = []
     for k, records in enumerate(per_seed):
         grid = {}
@@ -144,8 +150,10 @@ def load_run(path: Path, name: str | None = None) -> Run:
                     f"{path} seed {k} logged {RETURN}={record[RETURN]} at env step {record['env_steps']}; "
                     "a diverged run has no score, leave it out"
                 )
-            # Nearest multiple of test_interval, halves up; a later evaluation replaces an earlier one.
-            grid[int(math.floor(record["env_steps"] / interval + 0.5)) * interval] = record
+            # Nearest multiple of test_interval, halves up (past the budget: the budget's bin);
+            # a later evaluation replaces an earlier one.
+            at = int(math.floor(record["env_steps"] / interval + 0.5)) * interval
+            grid[final_bin if total and record["env_steps"] >= total else at] = record
         if not grid:
             raise CompareError(f"{path} seed {k} has no evaluation ({RETURN}) yet; give finished runs")
         grids.append(grid)
