@@ -11,8 +11,9 @@ by default `compare/` in the run folders' common parent (`./compare` if they sha
 
 - algorithm = the run's algo.name, or NAME from RUN_DIR@NAME (to tell ablations apart);
   task = its env.name. Folders of one algorithm on one task are pooled as more seeds.
-- Runs must share test_interval and evaluation points (env steps binned to the nearest
-  multiple of test_interval) and every algorithm needs runs on every task; otherwise the
+- Runs must share test_interval and evaluation points (env steps binned to the multiple
+  of test_interval each evaluation was due at, the last one at or below it; one at or past
+  total_steps to total_steps) and every algorithm needs runs on every task; otherwise the
   command stops with one sentence naming the mismatch (exit 2).
 - Score: test_win_rate as is where the env logs it, else test_return_mean min-max
   normalised over every evaluation of every run on that task, or by reference= (a

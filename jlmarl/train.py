@@ -500,8 +500,13 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             sink = WandbSink(cfg, run_dir, seeds, config, state.wandb_ids)
             state.wandb_ids = sink.run_ids
         progress = _Progress(cfg, min(state.env_steps)) if is_main else None
+        # The chunk trains, then evaluates. A segment learner's chunk is long (PQN: 16,384
+        # env steps per seed) and its length known, so it evaluates in the chunk that
+        # reaches the next multiple of test_interval, not in the one after: each
+        # evaluation then lands in the interval it was due for (jlmarl.compare's grid).
+        ahead = cfg.num_envs * engine.algo.segment_length if engine.algo.segment_length else 0
         while (env_steps < total).any():
-            due = (env_steps >= state.next_test) & (env_steps < total)
+            due = (env_steps + ahead >= state.next_test) & (env_steps < total)
             train_m, test_m, steps, episodes = call_chunk(True, due)
             try:
                 _check_finite(train_m, engine.metric_names, seeds, steps)
@@ -512,7 +517,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             for k in np.flatnonzero(env_steps < total):
                 state.accumulate(k, train_m, engine.metric_names)
             state.next_test = np.where(
-                due, (env_steps // cfg.test_interval + 1) * cfg.test_interval, state.next_test
+                due, ((env_steps + ahead) // cfg.test_interval + 1) * cfg.test_interval, state.next_test
             ).tolist()
             env_steps = steps.astype(np.int64)
             if due.any():

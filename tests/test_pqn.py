@@ -12,12 +12,14 @@ import pytest
 
 from jlmarl import algos
 from jlmarl.algos.pqn import lr_fraction, q_lambda_loss
+from jlmarl.analysis.runs import load_run
 from jlmarl.config import ConfigError
 from jlmarl.core.buffer import EpisodeBatch
 from jlmarl.core.engine import Engine, EngineConfig
 from jlmarl.core.rollout import init_stream, run_segment
 from jlmarl.nets.agents import segment_inputs
 from tests.helpers import Visible, counting_algo
+from tests.test_cli import train
 
 TINY = [
     "env=matrix_three_state",
@@ -84,6 +86,19 @@ def test_pqn_runs_through_the_engine_without_a_buffer(make_cfg):
     assert np.isfinite(metrics["loss"]).all() and float(metrics["lr_fraction"][0]) > 0.99
     with pytest.raises(ConfigError, match="pqn.minibatches=3 must divide num_envs=4"):
         make_cfg("algo=pqn_vdn", *TINY, "pqn.minibatches=3")
+
+
+def test_evaluations_land_in_the_interval_they_were_due_for(tmp_path):
+    # Chunks of 4 envs x 5 steps = 20 env steps; test_interval 30 is not a multiple of it.
+    # Deciding before a chunk from the steps before it evaluated at 20, 60, 100, ...:
+    # the interval from 30 had none, and compare refused the run beside a replay learner.
+    run = tmp_path / "p"
+    result = train(
+        "algo=pqn_vdn", *TINY, "total_steps=300", "test_interval=30", "test_episodes=2",
+        "progress=false", "plot=false", f"run_dir={run}", f"compile_cache={tmp_path / 'cache'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load_run(run).steps, np.arange(0, 301, 30))
 
 
 def test_acting_is_decentralised(make_cfg):

@@ -3,9 +3,11 @@
 A run folder is one algorithm (`algo.name`, or a name given as `RUN_DIR@name`) on
 one task (`env.name`) over several seeds (`metrics/seed_<k>.jsonl`). Each seed's
 evaluations go on a grid of env steps: an evaluation's `env_steps` is binned to the
-nearest multiple of the run's `test_interval` (whole episodes overshoot the interval
-by a few steps); when two fall into one bin the later one is kept. An evaluation at or
-past `total_steps` is the run's final one and goes in the bin of total_steps: seeds vmapped
+multiple of the run's `test_interval` it was due at, the last one at or below it (the
+engine evaluates at the end of the first chunk that passes each multiple: a few steps
+late for whole episodes, up to a segment chunk late for PQN's 16,384-step chunks); when
+two fall into one bin the later one is kept. An evaluation at or
+past `total_steps` is the run's final one and goes in the bin total_steps: seeds vmapped
 in one run count env steps apart, so a seed whose episodes run longer passes the budget
 earlier and trains on until the slowest seed reaches it (one seed's final evaluation at
 1.04M, another's at 1.0M in a 1M-step QMIX run). As in marl-eval,
@@ -137,7 +139,6 @@ def load_run(path: Path, name: str | None = None) -> Run:
     if not per_seed:
         raise CompareError(f"{path} has no metrics/seed_<k>.jsonl; give finished runs")
     total = int(cfg.get("total_steps") or 0)
-    final_bin = int(math.floor(total / interval + 0.5)) * interval
     grids = []
     for k, records in enumerate(per_seed):
         grid = {}
@@ -150,10 +151,10 @@ def load_run(path: Path, name: str | None = None) -> Run:
                     f"{path} seed {k} logged {RETURN}={record[RETURN]} at env step {record['env_steps']}; "
                     "a diverged run has no score, leave it out"
                 )
-            # Nearest multiple of test_interval, halves up (past the budget: the budget's bin);
+            # The multiple of test_interval it was due at (past the budget: the budget's bin);
             # a later evaluation replaces an earlier one.
-            at = int(math.floor(record["env_steps"] / interval + 0.5)) * interval
-            grid[final_bin if total and record["env_steps"] >= total else at] = record
+            at = int(record["env_steps"]) // interval * interval
+            grid[total if total and record["env_steps"] >= total else at] = record
         if not grid:
             raise CompareError(f"{path} seed {k} has no evaluation ({RETURN}) yet; give finished runs")
         grids.append(grid)
