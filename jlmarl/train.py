@@ -504,7 +504,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         # env steps per seed) and its length known, so it evaluates in the chunk that
         # reaches the next multiple of test_interval, not in the one after: each
         # evaluation then lands in the interval it was due for (jlmarl.compare's grid).
-        ahead = cfg.num_envs * engine.algo.segment_length if engine.algo.segment_length else 0
+        ahead = cfg.num_envs * engine.algo.segment_length  # 0 for episodic learners
         while (env_steps < total).any():
             due = (env_steps + ahead >= state.next_test) & (env_steps < total)
             train_m, test_m, steps, episodes = call_chunk(True, due)

@@ -38,8 +38,8 @@ class GaussianHead(nn.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(width, name=f"fc{i}")(x))
-        logvar = nn.Dense(self.latent_dim, name="logvar")(x)
-        return nn.Dense(self.latent_dim, name="mu")(x), bounded_logvar(logvar)
+        mu = nn.Dense(self.latent_dim, name="mu")(x)
+        return mu, bounded_logvar(nn.Dense(self.latent_dim, name="logvar")(x))
 
 
 def sample(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
