@@ -159,9 +159,20 @@ def test_second_signal_exits_at_once_with_the_same_code(reference, tmp_path, cap
 
     monkeypatch.setattr(train, "_hard_exit", hard_exit)
     monkeypatch.setattr(train, "_SAME_SIGNAL_S", 0.0)  # these two are separate requests
+    # The second signal waits until the first is recorded: two SIGTERMs pending at once are
+    # one (POSIX does not queue them), which a loaded machine can make happen.
+    recorded, is_second = threading.Event(), train._Signals._is_second
+
+    def recording(self):
+        second = is_second(self)
+        recorded.set()
+        return second
+
+    monkeypatch.setattr(train._Signals, "_is_second", recording)
 
     def twice():
         os.kill(os.getpid(), signal.SIGTERM)
+        assert recorded.wait(timeout=30)
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(train, "FAULT_HOOKS", {"after_chunk": at(2, twice)})

@@ -171,7 +171,8 @@ from jlmarl.envs import host
 env = host.numpy_matrix_three_state()
 env.reset(jax.random.split(jax.random.PRNGKey(0), 3))
 print(" ".join(map(str, env.pool.pids())), flush=True)
-time.sleep(60)
+for _ in range(600):  # short sleeps: a signal delivered to another thread interrupts none
+    time.sleep(0.1)  # of them, and Python runs its handler only between them
 """
 
 
