@@ -166,8 +166,11 @@ def test_stepping_an_episode_reset_by_another_rollout_is_refused(twin):
 
 
 SCRIPT = """
-import sys, time, jax
+import signal, sys, time, jax
 from jlmarl.envs import host
+# A terminal's Ctrl-C: a test run started in the background (`make test &`) ignores SIGINT,
+# and an ignored signal stays ignored in every process it starts.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 env = host.numpy_matrix_three_state()
 env.reset(jax.random.split(jax.random.PRNGKey(0), 3))
 print(" ".join(map(str, env.pool.pids())), flush=True)
