@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_cli import train
 
 from jlmarl import algos
 from jlmarl.algos.pqn import lr_fraction, q_lambda_loss
@@ -19,7 +20,6 @@ from jlmarl.core.engine import Engine, EngineConfig
 from jlmarl.core.rollout import init_stream, run_segment
 from jlmarl.nets.agents import segment_inputs
 from tests.helpers import Visible, counting_algo
-from tests.test_cli import train
 
 TINY = [
     "env=matrix_three_state",

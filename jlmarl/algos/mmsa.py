@@ -207,11 +207,7 @@ def recorded_rollout(
     next-state embeddings (z^s; ŝ without SALE) [j, B, T+1, d] and hidden states
     [j, B, T+1, n H] of steps t+1..t+j; entries past the episode's end are garbage that
     prediction_errors leaves out."""
-    b, t1, _ = start.shape
-    pad = jnp.zeros((b, horizon, actions.shape[-1]), actions.dtype)
-    padded = jnp.concatenate([actions, pad], axis=1)  # [B, T + j, n]
-    # shifted[k][:, t] = a_{t+k}: the action taken k steps after every start t
-    shifted = jnp.stack([joint_onehot(padded[:, k : k + t1], model.n_actions) for k in range(horizon)])
+    shifted = joint_onehot(world_model.actions_ahead(actions, horizon), model.n_actions)  # [j, B, T+1, n A]
 
     def step(carry):
         s, k = carry

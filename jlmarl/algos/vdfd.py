@@ -373,10 +373,8 @@ class WorldModel:
         decoded: h [j, B, T+1, n, H] and [v̂_{t+k-1}, o_{t+k}] [j, B, T+1, n, d+O]. Entries
         past an episode's end are garbage that prediction_errors leaves out."""
         post_adj = jnp.zeros_like(adj) if self.settings.posterior == "mlp" else adj
-        j, t1 = self.settings.horizon, start["s"].shape[1]
-        padded = jnp.concatenate([actions, jnp.zeros_like(actions[:, :j])], axis=1)  # [B, T + j, n]
-        # taken[k][:, t] = a_{t+k}, one-hot: the action recorded k steps after every start t
-        taken = jax.nn.one_hot(jnp.stack([padded[:, k : k + t1] for k in range(j)]), self.spec.n_actions)
+        j = self.settings.horizon
+        taken = jax.nn.one_hot(wm.actions_ahead(actions, j), self.spec.n_actions)  # [j, B, T+1, n, A]
 
         def step(carry):
             s_hat, v_hat, k = carry

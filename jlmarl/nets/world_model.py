@@ -26,6 +26,16 @@ def imagine(step: Callable[[Any], tuple[Any, jax.Array]], start: Any, horizon: i
     return outs
 
 
+def actions_ahead(actions: jax.Array, horizon: int) -> jax.Array:
+    """The recorded action k steps after every start t, for k < horizon: actions int
+    [B, T, ...] -> [horizon, B, T+1, ...], out[k][:, t] = a_{t+k} (0 past the last action;
+    predictions from there are past the episode's end, which prediction_errors leaves out)."""
+    b, t, *rest = actions.shape
+    padded = jnp.concatenate([actions, jnp.zeros((b, horizon, *rest), actions.dtype)], axis=1)
+    t1 = t + 1
+    return jnp.stack([padded[:, k : k + t1] for k in range(horizon)])
+
+
 def rollout_feature(first: jax.Array, imagined: jax.Array) -> jax.Array:
     """concat(x_t, x̂_{t+1}, ..., x̂_{t+j}) on the feature axis: first [..., D],
     imagined [j, ..., D] -> [..., (j + 1) D]."""
