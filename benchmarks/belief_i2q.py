@@ -136,12 +136,12 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
     t0 = time.time()
     carry = engine.init(engine.seed_keys(seeds))
     all_due = np.ones(args.seeds, bool)
-    carry, _, test = engine.chunk(carry, np.int32(0), np.bool_(False), all_due)  # before any training
+    carry, _, test = engine.chunk(carry, np.int32(0), np.zeros_like(all_due), all_due)  # before any training
     compile_s = time.time() - t0
     points = [(0, np.zeros(args.seeds), jax.device_get(test))]
     for i in range(chunks):
         due = all_due if ((i + 1) % eval_every == 0 or i == chunks - 1) else ~all_due
-        carry, _, test = engine.chunk(carry, np.int32(i), np.bool_(True), due)
+        carry, _, test = engine.chunk(carry, np.int32(i), all_due, due)
         if due.any():
             test, steps = jax.device_get((test, carry.env_steps))
             points.append(((i + 1) * num_envs, np.asarray(steps), test))

@@ -146,7 +146,7 @@ def basin(seeds: int, out: Path, overrides: list[str]) -> list[dict]:
         no_eval = np.zeros(seeds, bool)
         start = time.perf_counter()
         for i in range(chunks):
-            carry, _, _ = engine.chunk(carry, np.int32(i), np.bool_(True), no_eval)
+            carry, _, _ = engine.chunk(carry, np.int32(i), np.ones_like(no_eval), no_eval)
         taken = np.asarray(greedy_joint_action(engine, carry.train_state)).tolist()
         row = {
             "p_a": p_a,

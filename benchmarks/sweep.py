@@ -35,16 +35,17 @@ def measure(algo: str, env: str, seeds: int, chunks: int, overrides: list[str]) 
     carry = engine.init(engine.seed_keys(list(range(seeds))))
     no_eval = np.zeros(seeds, bool)
     t0 = time.perf_counter()
-    chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), no_eval).compile()
+    train = np.ones(seeds, bool)
+    chunk = engine.chunk.lower(carry, np.int32(0), train, no_eval).compile()
     compile_s = time.perf_counter() - t0
-    carry, _, _ = chunk(carry, np.int32(0), np.bool_(True), no_eval)  # fills the buffer past batch_size
+    carry, _, _ = chunk(carry, np.int32(0), train, no_eval)  # fills the buffer past batch_size
     for i in range(1, 4):
-        carry, _, _ = chunk(carry, np.int32(i), np.bool_(True), no_eval)
+        carry, _, _ = chunk(carry, np.int32(i), train, no_eval)
     start_steps = np.asarray(carry.env_steps).sum()
     jax.block_until_ready(carry)
     t0 = time.perf_counter()
     for i in range(4, 4 + chunks):
-        carry, _, _ = chunk(carry, np.int32(i), np.bool_(True), no_eval)
+        carry, _, _ = chunk(carry, np.int32(i), train, no_eval)
     jax.block_until_ready(carry)
     wall = time.perf_counter() - t0
     steps = int(np.asarray(carry.env_steps).sum() - start_steps)

@@ -104,7 +104,7 @@ def measure(
 
     due = np.zeros(num_seeds, bool)
     t0 = time.perf_counter()
-    chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), due).compile()
+    chunk = engine.chunk.lower(carry, np.int32(0), np.ones_like(due), due).compile()
     compile_s = time.perf_counter() - t0
     # LIMARL's Phase I (representation pre-training on its first update calls, 20 extra
     # gradient steps each) is a one-off of the first pretrain_episodes episodes: time it
@@ -114,7 +114,7 @@ def measure(
     index, warmup_s, warmup_chunks, settled = 0, [], 0, 0
     while True:
         start = time.perf_counter()
-        carry, metrics, _ = chunk(carry, np.int32(index), np.bool_(True), due)
+        carry, metrics, _ = chunk(carry, np.int32(index), np.ones_like(due), due)
         jax.block_until_ready(carry)
         index += 1
         if float(np.min(metrics["trained"])) == 0.0:
@@ -128,7 +128,7 @@ def measure(
     reps, steps, lengths, start = 0, 0, [], time.perf_counter()
     while reps < 3 or (time.perf_counter() - start < 20.0 and reps < 50):
         before = int(carry.env_steps.sum())
-        carry, metrics, _ = chunk(carry, np.int32(index + reps), np.bool_(True), due)
+        carry, metrics, _ = chunk(carry, np.int32(index + reps), np.ones_like(due), due)
         steps += int(carry.env_steps.sum()) - before
         lengths.append(float(np.mean(metrics["ep_length"])))
         reps += 1

@@ -410,7 +410,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
     t0 = time.time()
     all_due = np.ones(n_seeds, bool)
     _fault("before_compile")
-    chunk = engine.chunk.lower(carry, np.int32(0), np.bool_(True), all_due).compile()
+    chunk = engine.chunk.lower(carry, np.int32(0), all_due, all_due).compile()
     compile_s = time.time() - t0
     _fault("after_compile")
     print(
@@ -486,9 +486,9 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             )
         raise Interrupted(f"{signals.received}: {text}", signals.code)
 
-    def call_chunk(do_train, due):
+    def call_chunk(train, due):
         nonlocal carry
-        carry, train_m, test_m = chunk(carry, np.int32(state.chunk_idx), np.bool_(do_train), due)
+        carry, train_m, test_m = chunk(carry, np.int32(state.chunk_idx), train, due)
         state.chunk_idx += 1
         return to_host((train_m, test_m, carry.env_steps, carry.episodes))
 
@@ -506,8 +506,9 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         # evaluation then lands in the interval it was due for (jlmarl.compare's grid).
         ahead = cfg.num_envs * engine.algo.segment_length  # 0 for episodic learners
         while (env_steps < total).any():
-            due = (env_steps + ahead >= state.next_test) & (env_steps < total)
-            train_m, test_m, steps, episodes = call_chunk(True, due)
+            training = env_steps < total  # a seed at its budget is frozen, not trained on
+            due = (env_steps + ahead >= state.next_test) & training
+            train_m, test_m, steps, episodes = call_chunk(training, due)
             try:
                 _check_finite(train_m, engine.metric_names, seeds, steps)
             except NonFiniteError as e:
@@ -533,7 +534,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         due = np.array([state.last_logged[k] != env_steps[k] for k in range(n_seeds)])
         if due.any():
             _fault("before_eval")
-            _, test_m, _, episodes = call_chunk(False, due)
+            _, test_m, _, episodes = call_chunk(np.zeros(n_seeds, bool), due)
             log_tests(due, test_m, episodes)
         checkpoint()
         stop_if_signalled()

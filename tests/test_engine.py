@@ -71,8 +71,8 @@ def test_vdn_learns_a_cooperative_one_state_game(make_cfg):
     carry = engine.init(engine.seed_keys([0]))
     due = np.zeros(1, bool)
     for i in range(60):
-        carry, _, _ = engine.chunk(carry, np.int32(i), np.bool_(True), due)
-    _, _, test = engine.chunk(carry, np.int32(60), np.bool_(False), np.ones(1, bool))
+        carry, _, _ = engine.chunk(carry, np.int32(i), np.ones(1, bool), due)
+    _, _, test = engine.chunk(carry, np.int32(60), np.zeros(1, bool), np.ones(1, bool))
     assert float(test["test_return_mean"][0]) == 10.0
 
 
@@ -117,3 +117,27 @@ def test_learners_for_many_agents_and_actions_build_without_a_joint_action_table
     with pytest.raises(ValueError, match="matrix games"):
         all_joint_actions(6, 29)
     assert all_joint_actions(2, 3).shape == (9, 2)
+
+
+def test_a_frozen_seed_leaves_the_chunk_exactly_as_it_entered(make_cfg):
+    """A seed at its budget is frozen while the others train on (train mask false): its
+    params, optimiser, buffer, keys and counters do not move, and the seed still training
+    gets the numbers it gets when no seed is frozen."""
+    cfg = make_cfg("algo=vdn", "env=matrix_three_state", "num_envs=8", "batch_size=8", "buffer_size=32")
+    env = MatrixGame("three", matrix.THREE_STATE_PAYOFF, episode_limit=10)
+    engine = Engine(env, algos.build("vdn", env.spec, cfg), EngineConfig.from_cfg(cfg))
+    no_eval, both = np.zeros(2, bool), np.ones(2, bool)
+    carry = engine.init(engine.seed_keys([0, 1]))
+    carry, _, _ = engine.chunk(carry, np.int32(0), both, no_eval)  # the buffers can now be sampled
+    twin = jax.tree.map(jnp.copy, carry)
+    entered = jax.device_get(carry)  # host copies: the chunk donates its carry
+    frozen, metrics, _ = engine.chunk(carry, np.int32(1), np.array([True, False]), no_eval)
+    trained, _, _ = engine.chunk(twin, np.int32(1), both, no_eval)
+    frozen, trained = jax.device_get((frozen, trained))
+    for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(entered), strict=True):
+        np.testing.assert_array_equal(a[1], b[1])  # seed 1: bit for bit as it entered
+    assert int(frozen.buffer.size[0]) == 16 and int(frozen.env_steps[0]) == 160  # seed 0 went on
+    assert int(frozen.updates[0]) == int(entered.updates[0]) + engine.cfg.updates_per_chunk
+    assert metrics["trained"].tolist() == [1.0, 0.0]
+    for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(trained), strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)  # seed 0 as if none froze

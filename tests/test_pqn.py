@@ -80,7 +80,7 @@ def test_pqn_runs_through_the_engine_without_a_buffer(make_cfg):
     assert engine.algo.segment_length == 5 and not engine.algo.replay
     carry = engine.init(engine.seed_keys([0]))
     assert carry.buffer is None and carry.stream is not None
-    carry, metrics, _ = engine.chunk(carry, np.int32(0), np.bool_(True), np.zeros(1, bool))
+    carry, metrics, _ = engine.chunk(carry, np.int32(0), np.ones(1, bool), np.zeros(1, bool))
     assert int(carry.env_steps[0]) == 4 * 5  # num_envs x segment_length real steps
     assert int(carry.train_state.updates[0]) == 1
     assert np.isfinite(metrics["loss"]).all() and float(metrics["lr_fraction"][0]) > 0.99

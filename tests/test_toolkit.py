@@ -89,7 +89,7 @@ def test_env_extras_are_checked_recorded_and_stored():
     engine = Engine(env, algo, EngineConfig(4, 8, 4, 1, 100, 2))
     carry = engine.init(engine.seed_keys([0]))
     assert carry.buffer.data.extras["seen"].shape == (1, 8, 4, 2, 2)
-    carry, _, _ = engine.chunk(carry, np.int32(0), np.bool_(True), np.zeros(1, bool))
+    carry, _, _ = engine.chunk(carry, np.int32(0), np.ones(1, bool), np.zeros(1, bool))
     seen = np.asarray(carry.buffer.data.extras["seen"][0, :4])  # [episode, t, 2, 2]
     odd = np.array([False, True, False, True])
     np.testing.assert_array_equal(seen[:, :, 0, 1], np.broadcast_to(odd, (4, 4)))
@@ -102,7 +102,7 @@ def test_on_policy_algo_gets_no_buffer_and_updates_on_the_fresh_episodes():
     carry = engine.init(engine.seed_keys([0, 1]))
     assert carry.buffer is None
     assert engine.metric_names == ("batch_episodes", "batch_steps", "env_steps", "phase", "updates")
-    carry, m, _ = engine.chunk(carry, np.int32(0), np.bool_(True), np.zeros(2, bool))
+    carry, m, _ = engine.chunk(carry, np.int32(0), np.ones(2, bool), np.zeros(2, bool))
     np.testing.assert_array_equal(m["batch_episodes"], [5, 5])  # num_envs, not batch_size
     np.testing.assert_array_equal(m["batch_steps"], [15, 15])  # 5 whole 3-step episodes
     np.testing.assert_array_equal(m["env_steps"], [15, 15])  # the clock after collecting them
@@ -118,7 +118,7 @@ def test_phases_are_scheduled_by_update_calls_and_the_newest_episodes_are_handed
     carry = engine.init(engine.seed_keys([0]))
     phases, updates = [], []
     for i in range(3):
-        carry, m, _ = engine.chunk(carry, np.int32(i), np.bool_(True), np.zeros(1, bool))
+        carry, m, _ = engine.chunk(carry, np.int32(i), np.ones(1, bool), np.zeros(1, bool))
         phases.append(float(m["phase"][0]))  # the chunk's mean over its 2 updates
         updates.append(float(m["updates"][0]))
         # the 3 newest episodes are whole 3-step episodes with reward 1 per step

@@ -93,14 +93,21 @@ def buffer_init(spec: EnvSpec, capacity: int) -> EpisodeBuffer:
     return EpisodeBuffer(empty_episodes(spec, capacity), pos=jnp.int32(0), size=jnp.int32(0))
 
 
-def buffer_add(buffer: EpisodeBuffer, episodes: EpisodeBatch) -> EpisodeBuffer:
-    """Writes N episodes at pos, pos+1, ... (mod capacity); N <= capacity."""
+def buffer_add(buffer: EpisodeBuffer, episodes: EpisodeBatch, write: jax.Array | None = None):
+    """Writes N episodes at pos, pos+1, ... (mod capacity); N <= capacity. With `write`
+    (a bool scalar) false the buffer is left as it was, at the cost of the N slots only:
+    a frozen seed of a vmapped sweep is never a select over its whole buffer."""
     n, cap = episodes.size, buffer.capacity
     if n > cap:
         raise ValueError(f"cannot add {n} episodes to a buffer of {cap}")
     idx = (buffer.pos + jnp.arange(n)) % cap
-    data = jax.tree.map(lambda d, e: d.at[idx].set(e), buffer.data, episodes)
-    return EpisodeBuffer(data, pos=(buffer.pos + n) % cap, size=jnp.minimum(buffer.size + n, cap))
+    if write is None:
+        data = jax.tree.map(lambda d, e: d.at[idx].set(e), buffer.data, episodes)
+        added = n
+    else:
+        data = jax.tree.map(lambda d, e: d.at[idx].set(jnp.where(write, e, d[idx])), buffer.data, episodes)
+        added = jnp.where(write, n, 0)
+    return EpisodeBuffer(data, pos=(buffer.pos + added) % cap, size=jnp.minimum(buffer.size + added, cap))
 
 
 def buffer_sample(buffer: EpisodeBuffer, key: jax.Array, batch_size: int) -> EpisodeBatch:

@@ -14,7 +14,10 @@ compiled once with its carry donated. The schedule (when to start training,
 when to copy targets, when to evaluate) is decided from quantities that are the
 same for every seed (the chunk index) or passed in per seed by the driver, so
 `lax.cond` stays a real branch under the seed vmap and a seed's numbers do not
-depend on the other seeds of the sweep (beyond float rounding).
+depend on the other seeds of the sweep (beyond float rounding). A seed that has
+reached its budget is frozen (the driver's per-seed `train` mask): its carry
+leaves the chunk unchanged while slower seeds train on, so its final parameters
+are those of a lone run with that seed.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class Engine:
             seeds, shared = PartitionSpec("seeds"), PartitionSpec()
             shard = functools.partial(jax.shard_map, mesh=sharding.mesh, check_vma=False)
             init = shard(init, in_specs=seeds, out_specs=seeds)
-            chunk = shard(chunk, in_specs=(seeds, shared, shared, seeds), out_specs=seeds)
+            chunk = shard(chunk, in_specs=(seeds, shared, seeds, seeds), out_specs=seeds)
         self.init = jax.jit(init)
         self.chunk = jax.jit(chunk, donate_argnums=0)
 
@@ -175,8 +178,9 @@ class Engine:
     def _batch_episodes(self) -> int:
         return self.cfg.batch_size if self.algo.replay else self.cfg.num_envs
 
-    def _collect_seed(self, c: SeedCarry):
-        """(carry, the fresh episodes or segment, the acting carry it started from, metrics)."""
+    def _collect_seed(self, c: SeedCarry, active: jax.Array):
+        """(carry, the fresh episodes or segment, the acting carry it started from, metrics);
+        an inactive (frozen) seed's episodes are not written to its buffer."""
         key, k_roll = jax.random.split(c.key)
         if self.algo.segment_length:
             length = self.algo.segment_length
@@ -195,7 +199,7 @@ class Engine:
             self.env, self.algo, c.train_state, k_roll, self.cfg.num_envs, c.env_steps, False
         )
         carry = c.replace(
-            buffer=buffer_add(c.buffer, batch) if self.algo.replay else None,
+            buffer=buffer_add(c.buffer, batch, active) if self.algo.replay else None,
             key=key,
             env_steps=c.env_steps + stats.lengths.sum(),
             episodes=c.episodes + self.cfg.num_envs,
@@ -212,7 +216,9 @@ class Engine:
         """One update of every seed on its batch [S, B, ...], cut to the shortest time
         bucket that covers the longest episode of any seed (see _update_all)."""
         lengths = self.bucket_lengths()
-        phase = self.phase_at(jnp.min(carry.updates))  # equal for all seeds: a real branch
+        # Seeds still training have made the same number of update calls, and more than
+        # any frozen seed: their count decides the phase, shared (a real branch).
+        phase = self.phase_at(jnp.max(carry.updates))
         ctx = jax.vmap(lambda c, a: self._context(c, phase, a))(carry, start)
 
         def branch(t):
@@ -261,9 +267,10 @@ class Engine:
             return [limit]
         return sorted({-(-limit * (i + 1) // n) for i in range(n)})
 
-    def _train(self, carry: SeedCarry, chunk_idx: jax.Array):
+    def _train(self, carry: SeedCarry, chunk_idx: jax.Array, active: jax.Array):
         cfg, algo = self.cfg, self.algo
-        carry, fresh, start, rollout_metrics = jax.vmap(self._collect_seed)(carry)
+        before = carry
+        carry, fresh, start, rollout_metrics = jax.vmap(self._collect_seed)(carry, active)
         episodes_before = chunk_idx * cfg.num_envs
         episodes_after = episodes_before + cfg.num_envs
         n_seeds = carry.env_steps.shape[0]
@@ -285,8 +292,9 @@ class Engine:
         interval = cfg.target_update_interval
         target_due = episodes_after // interval > episodes_before // interval
         ts = jax.lax.cond(target_due, jax.vmap(algo.target_update), lambda t: t, carry.train_state)
-        trained = jnp.full((n_seeds,), can_train, jnp.float32)
-        return carry.replace(train_state=ts), {**rollout_metrics, **update_metrics, "trained": trained}
+        trained = jnp.full((n_seeds,), can_train, jnp.float32) * active
+        carry = _keep_frozen(carry.replace(train_state=ts), before, active)
+        return carry, {**rollout_metrics, **update_metrics, "trained": trained}
 
     def evaluate_seed(self, c: SeedCarry) -> dict[str, jax.Array]:
         key = jax.random.fold_in(c.eval_key, c.evals)
@@ -295,16 +303,17 @@ class Engine:
         )
         return summarize(stats, "test_")
 
-    def _chunk(self, carry: SeedCarry, chunk_idx: jax.Array, do_train: jax.Array, eval_due: jax.Array):
-        """carry: SeedCarry with a leading seed axis; chunk_idx, do_train: scalars
-        shared by all seeds; eval_due: bool [num_seeds]."""
+    def _chunk(self, carry: SeedCarry, chunk_idx: jax.Array, train: jax.Array, eval_due: jax.Array):
+        """carry: SeedCarry with a leading seed axis; chunk_idx: a scalar shared by all
+        seeds; train: bool [num_seeds], the seeds that collect and update in this chunk
+        (the others are left exactly as they were); eval_due: bool [num_seeds]."""
 
         def skip_training(c):
-            shapes = jax.eval_shape(self._train, c, chunk_idx)[1]
+            shapes = jax.eval_shape(self._train, c, chunk_idx, train)[1]
             return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
         carry, train_metrics = jax.lax.cond(
-            do_train, lambda c: self._train(c, chunk_idx), skip_training, carry
+            jnp.any(train), lambda c: self._train(c, chunk_idx, train), skip_training, carry
         )
         evaluate = jax.vmap(self.evaluate_seed)
 
@@ -316,3 +325,14 @@ class Engine:
         test_metrics = jax.lax.cond(jnp.any(eval_due), evaluate, no_eval, carry)
         carry = carry.replace(evals=carry.evals + eval_due.astype(jnp.int32))
         return carry, train_metrics, test_metrics
+
+
+def _keep_frozen(new: SeedCarry, old: SeedCarry, active: jax.Array) -> SeedCarry:
+    """`new` for active seeds, `old` for frozen ones. The buffer is not selected here
+    (buffer_add already skipped a frozen seed's write): a select would copy it whole."""
+
+    def pick(a, b):
+        return jnp.where(active.reshape(active.shape + (1,) * (a.ndim - 1)), a, b)
+
+    fields = ("train_state", "key", "env_steps", "episodes", "updates", "stream")
+    return new.replace(**{f: jax.tree.map(pick, getattr(new, f), getattr(old, f)) for f in fields})
