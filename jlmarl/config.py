@@ -65,7 +65,17 @@ def load_config(overrides: list[str]) -> DictConfig:
         unknown = re.search(r"Could not override '([^']+)'|Key '([^']+)' is not in struct", first)
         if unknown:
             key = unknown.group(1) or unknown.group(2)
-            near = config_schema.closest_key(key, config_schema.schema())
+            declared = config_schema.schema()
+            if key in declared:  # a real key of another method or env (e.g. in a mixed sweep)
+                where = declared[key].source.rsplit(":", 1)[0]
+                chosen = (
+                    " ".join(f"{g}={v}" for g, v in (("algo", algo), ("env", env)) if v) or "the defaults"
+                )
+                raise ConfigError(
+                    f"{key} is not a setting of {chosen or 'the default algo and env'}: it belongs to "
+                    f"configs/{where}, which this run's config does not include; remove it for this run"
+                ) from None
+            near = config_schema.closest_key(key, declared)
             hint = f" (did you mean {near}?)" if near else ""
             raise ConfigError(f"unknown key {key}{hint}; see configs/ for every key") from None
         raise ConfigError(f"bad override: {first}") from None

@@ -91,11 +91,21 @@ def sweep(
     for every, swept in plan:
         name = folder_name(swept)
         runs.append(([*every, f"run_dir={sweep_dir / name}"], name))
+    intervals = {}
     for every, name in runs:
         try:
-            check(every)
+            cfg = check(every)
         except ConfigError as e:
             raise ConfigError(f"sweep combination {name}: {e}") from None
+        if cfg is not None and "test_interval" in cfg:
+            intervals[name] = int(cfg.test_interval)
+    if len(set(intervals.values())) > 1:  # the report needs one evaluation grid: refuse now
+        seen = ", ".join(f"{name} {value}" for name, value in intervals.items())
+        raise ConfigError(
+            f"the sweep's combinations evaluate at different test_interval ({seen}), so their "
+            "compare report is impossible; give the whole sweep one, e.g. "
+            f"test_interval={max(intervals.values())}"
+        )
     record_path = sweep_dir / RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {"runs": {}}
     record["command"] = "python -m jlmarl.train " + " ".join(argv)

@@ -381,6 +381,15 @@ def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
 def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _Signals) -> dict:
     spec, n_seeds, total = engine.env.spec, cfg.num_seeds, cfg.total_steps
     is_main = jax.process_index() == 0
+    chunk_steps = cfg.num_envs * engine.algo.segment_length  # 0 for episodic learners
+    if is_main and chunk_steps > cfg.test_interval:
+        print(
+            f"warning: test_interval={cfg.test_interval} is shorter than one {cfg.algo.name} chunk "
+            f"({cfg.num_envs} envs x {engine.algo.segment_length} steps = {chunk_steps} env steps): "
+            "it can evaluate only once per chunk, so some intervals get no evaluation and "
+            f"jlmarl.compare refuses the run beside others; set test_interval >= {chunk_steps}",
+            file=sys.stderr,
+        )
     seeds = [cfg.seed + k for k in range(n_seeds)]
     carry = engine.init(engine.seed_keys(seeds))
 
@@ -504,7 +513,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         # env steps per seed) and its length known, so it evaluates in the chunk that
         # reaches the next multiple of test_interval, not in the one after: each
         # evaluation then lands in the interval it was due for (jlmarl.compare's grid).
-        ahead = cfg.num_envs * engine.algo.segment_length  # 0 for episodic learners
+        ahead = chunk_steps
         while (env_steps < total).any():
             training = env_steps < total  # a seed at its budget is frozen, not trained on
             due = (env_steps + ahead >= state.next_test) & training

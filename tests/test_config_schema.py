@@ -56,6 +56,9 @@ def test_unknown_keys_are_named_with_the_closest_known_one():
         ConfigError, match=r"unknown key limarl.latentdim \(did you mean limarl.latent_dim\?\)"
     ):
         load_config(["algo=limarl", "limarl.latentdim=3"])
+    # a real key of another method: named as such, never "did you mean" the same key
+    with pytest.raises(ConfigError, match=r"^pqn.segment_length is not a setting of algo=qmix: it belongs"):
+        load_config(["algo=qmix", "pqn.segment_length=8"])
 
 
 def test_old_spellings_of_method_keys_still_work_with_a_warning(capsys):

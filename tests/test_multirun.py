@@ -92,3 +92,21 @@ def test_a_bad_combination_is_refused_before_anything_runs(tmp_path):
     ):
         with pytest.raises(ConfigError, match=needle):
             sweep([*argv, f"run_dir={tmp_path}"], bad.check, bad.run_one, bad.compare)
+
+
+def test_a_sweep_whose_runs_cannot_be_compared_is_refused_before_anything_runs(tmp_path):
+    """Methods may default to different evaluation intervals (PQN's chunk is 16,384 steps);
+    compare needs one grid, so the sweep says so before hours of training, not after."""
+    from omegaconf import OmegaConf
+
+    interval = {"algo=qmix": 10000, "algo=pqn_vdn": 20000}
+    rec = Recorder()
+    check = lambda o: OmegaConf.create({"test_interval": interval[o[0]], "total_steps": 10})  # noqa: E731
+    with pytest.raises(ConfigError, match=r"different test_interval \(algo-qmix 10000, algo-pqn_vdn 20000\)"):
+        sweep(["-m", "algo=qmix,pqn_vdn", f"run_dir={tmp_path}"], check, rec.run_one, rec.compare)
+    assert rec.ran == []
+    same = lambda o: OmegaConf.create({"test_interval": 20000})  # noqa: E731
+    sweep(
+        ["-m", "algo=qmix,pqn_vdn", f"run_dir={tmp_path}"], same, rec.run_one, rec.compare, say=lambda _: None
+    )
+    assert len(rec.ran) == 2
