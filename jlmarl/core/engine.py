@@ -171,6 +171,18 @@ class Engine:
         _, metrics = jax.eval_shape(self.algo.update, ts, batch, jax.random.PRNGKey(0), ctx)
         return metrics
 
+    @functools.cached_property
+    def seed_metric_shapes(self) -> tuple[dict, dict]:
+        """One seed's (training metrics, test metrics) of a chunk, from tracing only the
+        rollouts (and update_metric_shapes): the branches that skip training or evaluation
+        return zeros of these without tracing the whole chunk, with its every time
+        bucket, a second time (a third of the chunk's lowering time on LIMARL)."""
+        carry = jax.eval_shape(self._init_seed, jax.random.PRNGKey(0))
+        rollout = jax.eval_shape(self._collect_seed, carry, jnp.bool_(True))[3]
+        trained = jax.ShapeDtypeStruct((), jnp.float32)
+        test = jax.eval_shape(self.evaluate_seed, carry)
+        return {**rollout, **self.update_metric_shapes, "trained": trained}, test
+
     def _recent_shape(self):
         k = self.algo.recent_episodes
         return jax.eval_shape(lambda: empty_episodes(self.env.spec, k)) if k > 0 else None
@@ -281,8 +293,7 @@ class Engine:
         else:
 
             def no_updates(c):
-                shapes = self.update_metric_shapes
-                return c, {k: jnp.zeros((n_seeds, *v.shape), v.dtype) for k, v in shapes.items()}
+                return c, _zeros(self.update_metric_shapes, n_seeds)
 
             # From the buffer, not the chunk index, so that a run resumed without its
             # buffer refills it before training again. Every seed's buffer holds the same
@@ -308,9 +319,11 @@ class Engine:
         seeds; train: bool [num_seeds], the seeds that collect and update in this chunk
         (the others are left exactly as they were); eval_due: bool [num_seeds]."""
 
+        n_seeds = carry.env_steps.shape[0]
+        train_shapes, test_shapes = self.seed_metric_shapes
+
         def skip_training(c):
-            shapes = jax.eval_shape(self._train, c, chunk_idx, train)[1]
-            return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return c, _zeros(train_shapes, n_seeds)
 
         carry, train_metrics = jax.lax.cond(
             jnp.any(train), lambda c: self._train(c, chunk_idx, train), skip_training, carry
@@ -318,7 +331,7 @@ class Engine:
         evaluate = jax.vmap(self.evaluate_seed)
 
         def no_eval(c):
-            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(evaluate, c))
+            return _zeros(test_shapes, n_seeds)
 
         # Evaluation runs for every seed when any is due; only due seeds advance their
         # eval stream and report, so each seed's numbers stay its own.
@@ -336,3 +349,8 @@ def _keep_frozen(new: SeedCarry, old: SeedCarry, active: jax.Array) -> SeedCarry
 
     fields = ("train_state", "key", "env_steps", "episodes", "updates", "stream")
     return new.replace(**{f: jax.tree.map(pick, getattr(new, f), getattr(old, f)) for f in fields})
+
+
+def _zeros(shapes: dict, n_seeds: int) -> dict:
+    """Zeros for every seed, of one seed's metric shapes."""
+    return {k: jnp.zeros((n_seeds, *v.shape), v.dtype) for k, v in shapes.items()}
