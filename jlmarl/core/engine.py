@@ -42,7 +42,7 @@ from jlmarl.core.buffer import (
     buffer_sample,
     empty_episodes,
 )
-from jlmarl.core.rollout import Stream, init_stream, run_episodes, run_segment, summarize
+from jlmarl.core.rollout import Stream, init_stream, run_episodes, run_segment, summarize, summary_shapes
 from jlmarl.envs.base import Env
 
 
@@ -173,15 +173,12 @@ class Engine:
 
     @functools.cached_property
     def seed_metric_shapes(self) -> tuple[dict, dict]:
-        """One seed's (training metrics, test metrics) of a chunk, from tracing only the
-        rollouts (and update_metric_shapes): the branches that skip training or evaluation
-        return zeros of these without tracing the whole chunk, with its every time
-        bucket, a second time (a third of the chunk's lowering time on LIMARL)."""
-        carry = jax.eval_shape(self._init_seed, jax.random.PRNGKey(0))
-        rollout = jax.eval_shape(self._collect_seed, carry, jnp.bool_(True))[3]
+        """One seed's (training metrics, test metrics) of a chunk. The branches that skip
+        training or evaluation return zeros of these: deriving them by tracing the chunk
+        again, with its every time bucket, was a third of LIMARL's lowering time."""
         trained = jax.ShapeDtypeStruct((), jnp.float32)
-        test = jax.eval_shape(self.evaluate_seed, carry)
-        return {**rollout, **self.update_metric_shapes, "trained": trained}, test
+        train = {**summary_shapes(self.env.spec), **self.update_metric_shapes, "trained": trained}
+        return train, summary_shapes(self.env.spec, "test_")
 
     def _recent_shape(self):
         k = self.algo.recent_episodes

@@ -25,7 +25,7 @@ from flax import struct
 
 from jlmarl.core.algo import Algo
 from jlmarl.core.buffer import EpisodeBatch
-from jlmarl.envs.base import AutoReset, Env, Timestep, random_actions, reset_envs, step_envs
+from jlmarl.envs.base import AutoReset, Env, EnvSpec, Timestep, random_actions, reset_envs, step_envs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,13 +111,24 @@ def run_episodes(
     return batch, stats
 
 
+def info_metric(key: str) -> str:
+    """The metric an info key's episode mean is logged as (`won` becomes `win_rate`)."""
+    return "win_rate" if key == "won" else f"{key}_mean"
+
+
 def summarize(stats: EpisodeStats, prefix: str = "") -> dict[str, jax.Array]:
-    """Means over the episodes of a rollout: return, length and every info key
-    (`won` becomes `win_rate`)."""
+    """Means over the episodes of a rollout: return, length and every info key."""
     out = {f"{prefix}return_mean": stats.returns.mean(), f"{prefix}ep_length": stats.lengths.mean()}
     for k, v in stats.info.items():
-        out[f"{prefix}{'win_rate' if k == 'won' else k + '_mean'}"] = v.mean()
+        out[f"{prefix}{info_metric(k)}"] = v.mean()
     return out
+
+
+def summary_shapes(spec: EnvSpec, prefix: str = "") -> dict[str, jax.ShapeDtypeStruct]:
+    """What summarize (and a segment's metrics) return for an env, without tracing it:
+    float32 scalars (info values are float32 by the env contract)."""
+    names = ["return_mean", "ep_length", *(info_metric(k) for k in spec.info_keys)]
+    return {f"{prefix}{name}": jax.ShapeDtypeStruct((), jnp.float32) for name in names}
 
 
 @struct.dataclass
@@ -193,6 +204,6 @@ def run_segment(
     mean = lambda x: (x * w).sum() / jnp.maximum(count, 1.0)  # noqa: E731
     metrics = {"return_mean": mean(returns), "ep_length": mean(lengths.astype(jnp.float32))}
     for k, v in info.items():
-        metrics["win_rate" if k == "won" else f"{k}_mean"] = mean(v)
+        metrics[info_metric(k)] = mean(v)
     metrics["episodes_finished"] = count
     return stream, batch, metrics
