@@ -15,8 +15,10 @@ from jlmarl.algos import mmsa
 from jlmarl.core.algo import AlgoConfigError
 from jlmarl.core.rollout import UniformRandomPolicy, run_episodes
 from jlmarl.envs.matrix import THREE_STATE_PAYOFF, MatrixGame
+from jlmarl.nets.agents import episode_inputs
 from jlmarl.nets.gaussian import kl_diag
-from jlmarl.nets.sale import SaleEncoder, avg_l1_norm, layer_norm, normalizer
+from jlmarl.nets.recurrent import unroll
+from jlmarl.nets.sale import SaleEncoder, avg_l1_norm, layer_norm, normalizer, sale_features_at
 from jlmarl.nets.world_model import MmsaWorldModel
 from tests.helpers import update_ctx
 
@@ -231,6 +233,25 @@ def test_acting_reads_only_each_agents_own_history(default):
     np.testing.assert_array_equal(runs[0][0][..., 0], runs[1][0][..., 0])
     np.testing.assert_array_equal(runs[0][1][:, 0], runs[1][1][:, 0])
     assert not np.allclose(runs[0][1][:, 1], runs[1][1][:, 1])
+
+
+def test_the_agent_at_given_actions_equals_the_agent_at_every_action(default, batch):
+    """The double-Q target evaluates the target network at the greedy action only
+    (SaleAgent candidates=1): the same Q as the all-action network, picked at that action."""
+    nets, _, ts = default
+    a = nets.spec.n_actions
+    inputs = episode_inputs(batch.obs, batch.actions, a)
+    full = jnp.concatenate([inputs, mmsa.agent_features(nets, ts.frozen_sale, batch.obs)], -1)
+    actions = jax.random.randint(jax.random.PRNGKey(4), batch.obs.shape[:3], 0, a)
+    one = jnp.concatenate(
+        [inputs, sale_features_at(nets.obs_sale, ts.frozen_sale, batch.obs, actions, a)], -1
+    )
+    q_all = jax.jit(lambda x: unroll(nets.agent, ts.params["agent"], x))(full)
+    at = nets.agent.clone(candidates=1)
+    q_one = jax.jit(lambda x: unroll(at, ts.params["agent"], x))(one)[..., 0]
+    np.testing.assert_allclose(
+        q_one, jnp.take_along_axis(q_all, actions[..., None], -1)[..., 0], rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("horizon", [1, 10])

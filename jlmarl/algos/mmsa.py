@@ -79,7 +79,7 @@ from jlmarl.nets.gaussian import kl_balanced, kl_diag, kl_std_normal
 from jlmarl.nets.gaussian import sample as reparameterize
 from jlmarl.nets.mixers import QMixer
 from jlmarl.nets.recurrent import unroll
-from jlmarl.nets.sale import SaleAgent, SaleEncoder, sale_features
+from jlmarl.nets.sale import SaleAgent, SaleEncoder, sale_features, sale_features_at
 from jlmarl.nets.world_model import MmsaWorldModel
 
 
@@ -304,9 +304,16 @@ def loss_terms(nets: MmsaNets, params, ts: MmsaState, batch: EpisodeBatch, key: 
     t = batch.reward.shape[1]
     inputs = episode_inputs(batch.obs, batch.actions, n_actions)
     online_in = jnp.concatenate([inputs, agent_features(nets, ts.frozen_sale, batch.obs)], -1)
-    target_in = jnp.concatenate([inputs, agent_features(nets, ts.frozen_sale_target, batch.obs)], -1)
     hs, q_all = unroll(nets.agent, params["agent"], online_in, with_hidden=True)  # [B, T+1, n, H|A]
-    q_target = unroll(nets.agent, ts.target_params["agent"], target_in)
+    if nets.obs_sale is None:
+        q_target = unroll(nets.agent, ts.target_params["agent"], inputs)
+    else:
+
+        def q_target(greedy):  # the target network at the online greedy actions only
+            feats = sale_features_at(nets.obs_sale, ts.frozen_sale_target, batch.obs, greedy, n_actions)
+            at_greedy = nets.agent.clone(candidates=1)
+            return unroll(at_greedy, ts.target_params["agent"], jnp.concatenate([inputs, feats], -1))[..., 0]
+
     terms = {}
     mixer_in = batch.state
     if nets.model is not None:

@@ -64,7 +64,7 @@ def explore_or_exploit(
 
 def double_q_td_loss(
     q_all: jax.Array,
-    q_target_all: jax.Array,
+    q_target_all: jax.Array | Callable[[jax.Array], jax.Array],
     batch: EpisodeBatch,
     mixer_inputs: jax.Array,
     mix_online: Callable[[jax.Array, jax.Array], jax.Array],
@@ -75,7 +75,9 @@ def double_q_td_loss(
     """Masked mean squared TD(lambda) error with double-Q targets.
 
     q_all (online, differentiated) and q_target_all: [B, T+1, n, A]. Greedy next
-    actions come from the online net, their values from the target net.
+    actions come from the online net, their values from the target net; q_target_all
+    may instead be a function greedy [B, T+1, n] -> the target net's values at those
+    actions [B, T+1, n], for agents whose per-action head is costly (MMSA's).
     mixer_inputs [B, T+1, M]: what the mixer is conditioned on at every observation
     (the state for QMIX; MMSA/VDFD append their imagined rollout); the online mix reads
     steps 0..T-1, the target mix every step (the targets bootstrap from t+1).
@@ -83,7 +85,10 @@ def double_q_td_loss(
     independent learners, whose mask is then broadcast over agents). batch supplies
     avail, actions, reward, terminated and mask only."""
     greedy = masked_argmax(jax.lax.stop_gradient(q_all), batch.avail)
-    q_next = jnp.take_along_axis(q_target_all, greedy[..., None], axis=-1)[..., 0]
+    if callable(q_target_all):
+        q_next = q_target_all(greedy)
+    else:
+        q_next = jnp.take_along_axis(q_target_all, greedy[..., None], axis=-1)[..., 0]
     targets = td_lambda_targets(
         batch.reward, batch.terminated, batch.mask, mix_target(q_next, mixer_inputs), gamma, lam
     )

@@ -95,15 +95,29 @@ def sale_features(encoder: SaleEncoder, params, obs: jax.Array, n_actions: int) 
     return jax.lax.stop_gradient(feats)
 
 
+def sale_features_at(encoder: SaleEncoder, params, obs: jax.Array, actions: jax.Array, n_actions: int):
+    """sale_features for one given action per row, with its one-hot, as
+    SaleAgent(candidates=1) reads them: obs [..., O], actions int [...] ->
+    [z^o, z^{oa}(a), onehot(a)] [..., 2 E + n_actions]. Constant for the TD gradient."""
+    onehot = jax.nn.one_hot(actions, n_actions, dtype=obs.dtype)
+    zo = encoder.apply(params, obs, method=SaleEncoder.embed_state)
+    zoa = encoder.apply(params, zo, onehot, method=SaleEncoder.embed_action)
+    return jax.lax.stop_gradient(jnp.concatenate([zo, zoa, onehot], axis=-1))
+
+
 class SaleAgent(nn.Module):
-    """The SALE-augmented recurrent agent: (hidden [..., H], inputs [..., D + E (1 + A)])
-    -> (h_t [..., H], q [..., A]).
+    """The SALE-augmented recurrent agent: (hidden [..., H], inputs) -> (h_t [..., H], q [..., A]).
 
     inputs = [o, onehot(last action), onehot(id), z^o, z^{oa}(a) for every a] (the last
     two from `sale_features`); the GRU trunk reads the first D = obs_dim + A + n entries.
     Q_i(a) = MLP([h, z^o, z^{oa}(a), phi^{oa}(a)]) with one hidden layer of q_hidden; its
     first layer is applied as a Dense on [h, z^o] plus a Dense on [z^{oa}(a), phi^{oa}(a)]
-    (the same map as one Dense on the concatenation), so the per-action work is small."""
+    (the same map as one Dense on the concatenation), so the per-action work is small.
+
+    candidates=K > 0: the same network (the same parameters) evaluated at K given actions
+    only, inputs = [o, onehot(last action), onehot(id), z^o, z^{oa}(a_k) for each k,
+    onehot(a_k) for each k] -> q [..., K]. The double-Q target needs the target network
+    at the online greedy action alone: a ninth of its per-action work on smax_3m."""
 
     hidden_dim: int
     n_actions: int
@@ -111,23 +125,34 @@ class SaleAgent(nn.Module):
     embed_dim: int
     q_hidden: int = 64
     norm: str = "avg_l1"
+    candidates: int = 0
+
+    def feature_width(self) -> int:
+        k = self.candidates or self.n_actions
+        return self.embed_dim * (1 + k) + self.candidates * self.n_actions
 
     def trunk_inputs(self, inputs: jax.Array) -> jax.Array:
-        return inputs[..., : inputs.shape[-1] - self.embed_dim * (1 + self.n_actions)]
+        return inputs[..., : inputs.shape[-1] - self.feature_width()]
 
     @nn.compact
     def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
         a, e = self.n_actions, self.embed_dim
+        k = self.candidates or a
         x = self.trunk_inputs(inputs)
         feats = inputs[..., x.shape[-1] :]
-        zo, zoa = feats[..., :e], feats[..., e:].reshape(*feats.shape[:-1], a, e)  # [.., E], [.., A, E]
+        lead = feats.shape[:-1]
+        zo, zoa = feats[..., :e], feats[..., e : e * (1 + k)].reshape(*lead, k, e)  # [.., E], [.., K, E]
+        if self.candidates:
+            actions = feats[..., e * (1 + k) :].reshape(*lead, k, a)
+        else:
+            actions = jnp.broadcast_to(jnp.eye(a, dtype=x.dtype), (*lead, a, a))
         hidden = trunk(hidden, x, self.hidden_dim)
-        obs = jnp.broadcast_to(x[..., None, : self.obs_dim], (*x.shape[:-1], a, self.obs_dim))
-        eye = jnp.broadcast_to(jnp.eye(a, dtype=x.dtype), (*x.shape[:-1], a, a))
-        phi = normalizer(self.norm)(nn.Dense(e, name="phi")(jnp.concatenate([obs, eye], -1)))  # [.., A, E]
+        obs = jnp.broadcast_to(x[..., None, : self.obs_dim], (*lead, k, self.obs_dim))
+        phi = nn.Dense(e, name="phi")(jnp.concatenate([obs, actions], -1))
+        phi = normalizer(self.norm)(phi)  # [.., K, E]
         shared = nn.Dense(self.q_hidden, name="q_in")(jnp.concatenate([hidden, zo], -1))  # [.., Hq]
         per_action = nn.Dense(self.q_hidden, use_bias=False, name="q_in_action")(
             jnp.concatenate([zoa, phi], -1)
-        )  # [.., A, Hq]
+        )  # [.., K, Hq]
         q = nn.Dense(1, name="q_out")(nn.relu(shared[..., None, :] + per_action))[..., 0]
         return hidden, q
