@@ -72,7 +72,7 @@ def load_config(overrides: list[str]) -> DictConfig:
                     " ".join(f"{g}={v}" for g, v in (("algo", algo), ("env", env)) if v) or "the defaults"
                 )
                 raise ConfigError(
-                    f"{key} is not a setting of {chosen or 'the default algo and env'}: it belongs to "
+                    f"{key} is not a setting of {chosen}: it belongs to "
                     f"configs/{where}, which this run's config does not include; remove it for this run"
                 ) from None
             near = config_schema.closest_key(key, declared)

@@ -513,10 +513,9 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         # env steps per seed) and its length known, so it evaluates in the chunk that
         # reaches the next multiple of test_interval, not in the one after: each
         # evaluation then lands in the interval it was due for (jlmarl.compare's grid).
-        ahead = chunk_steps
         while (env_steps < total).any():
             training = env_steps < total  # a seed at its budget is frozen, not trained on
-            due = (env_steps + ahead >= state.next_test) & training
+            due = (env_steps + chunk_steps >= state.next_test) & training
             train_m, test_m, steps, episodes = call_chunk(training, due)
             try:
                 _check_finite(train_m, engine.metric_names, seeds, steps)
@@ -527,7 +526,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
             for k in np.flatnonzero(env_steps < total):
                 state.accumulate(k, train_m, engine.metric_names)
             state.next_test = np.where(
-                due, ((env_steps + ahead) // cfg.test_interval + 1) * cfg.test_interval, state.next_test
+                due, ((env_steps + chunk_steps) // cfg.test_interval + 1) * cfg.test_interval, state.next_test
             ).tolist()
             env_steps = steps.astype(np.int64)
             if due.any():
