@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jlmarl import algos, envs, multirun
 from jlmarl.config import ConfigError, frozen_differences, load_config, usage
-from jlmarl.core import compile_cache
+from jlmarl.core import compile_cache, traced
 from jlmarl.core.algo import AlgoConfigError
 from jlmarl.core.buffer import buffer_init, check_buffer_fits
 from jlmarl.core.checkpoint import Checkpointer, CheckpointError, CheckpointSaveError, abstract_like
@@ -40,6 +40,7 @@ from jlmarl.core.qtables import q_tables
 from jlmarl.core.run_lock import LockError, RunLock
 from jlmarl.core.sharding import ShardingError, init_distributed, place, seed_sharding, to_host
 from jlmarl.core.wandb_sink import WandbError, WandbSink
+from jlmarl.envs.host import HostEnv
 
 EXIT_CONFIG, EXIT_NONFINITE, EXIT_HOST_ENV, EXIT_SAVE = 2, 3, 4, 5  # a signal: 128 + its number
 
@@ -378,6 +379,24 @@ def run(cfg: DictConfig, signals: _Signals | None = None) -> dict:
             lock.release()
 
 
+# Settings that never reach a traced function: a run differing only in these loads the
+# same saved trace (jlmarl.core.traced). Everything else is part of the key.
+UNTRACED_KEYS = frozenset(
+    {"run_dir", "resume", "total_steps", "progress", "log_interval_s", "plot", "compile_cache", "logger",
+     "wandb", "checkpoint_interval", "checkpoint_keep"}
+)  # fmt: skip
+
+
+def _trace_store(cfg: DictConfig, engine: Engine, sharding, args) -> tuple[Path | None, str | None]:
+    """Where the chunk's traced program is kept, and its key; (None, None) = trace it
+    (compile_cache=false, a sharded run, or host callbacks, which cannot be serialised)."""
+    folder = compile_cache.cache_dir(cfg.get("compile_cache", "default"))
+    if folder is None or sharding is not None or isinstance(engine.env, HostEnv):
+        return None, None
+    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in UNTRACED_KEYS}
+    return folder / "traced", traced.program_key("chunk", settings, args)
+
+
 def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _Signals) -> dict:
     spec, n_seeds, total = engine.env.spec, cfg.num_seeds, cfg.total_steps
     is_main = jax.process_index() == 0
@@ -419,13 +438,15 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
     t0 = time.time()
     all_due = np.ones(n_seeds, bool)
     _fault("before_compile")
-    chunk = engine.chunk.lower(carry, np.int32(0), all_due, all_due).compile()
+    folder, key = _trace_store(cfg, engine, sharding, (carry, np.int32(0), all_due, all_due))
+    chunk = traced.compile_program(engine.chunk, (carry, np.int32(0), all_due, all_due), 1, folder, key)
     compile_s = time.time() - t0
     _fault("after_compile")
     print(
         f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs"
         f"{f' on {sharding.mesh.size} devices' if sharding is not None else ''}; "
-        f"chunk compiled in {compile_s:.1f}s; run_dir={run_dir}",
+        f"chunk compiled in {compile_s:.1f}s{' (saved trace)' if getattr(chunk, 'loaded', False) else ''}; "
+        f"run_dir={run_dir}",
         flush=True,
     )
 
