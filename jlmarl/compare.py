@@ -1,5 +1,5 @@
 """python -m jlmarl.compare RUN_DIR[@NAME] [RUN_DIR ...] [out=DIR] [reference=FILE|TASK:MIN:MAX,...]
-                           [last=3] [reps=2000] [seed=0]
+                           [last=3] [reps=2000] [seed=0] [steps=N]
 
 Compares finished runs the way marl-eval does (rliable's statistics): per-task normalised
 final scores aggregated as IQM / median / mean / optimality gap with 95% stratified
@@ -21,6 +21,9 @@ by default `compare/` in the run folders' common parent (`./compare` if they sha
   scores that task by return even where it logs a win rate).
 - Final score of a seed: the mean of its last `last` evaluations (default 3, or all of them
   if the runs have fewer; less noisy than one; last=1 is marl-eval's final evaluation).
+- steps=N compares every run at its first N env steps, as if N had been its budget: a
+  longer run's first evaluation at or past N is its final one (runs shorter than N are
+  refused). Equal env steps for runs trained to different budgets.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from pathlib import Path
 
 from jlmarl.analysis.runs import CompareError, parse_reference
 
-OPTIONS = {"out", "reference", "last", "reps", "seed"}
+OPTIONS = {"out", "reference", "last", "reps", "seed", "steps"}
 USAGE = (
     "usage: python -m jlmarl.compare RUN_DIR[@NAME] [RUN_DIR ...] [out=DIR] [reference=...] "
-    "[last=3] [reps=2000] [seed=0]"
+    "[last=3] [reps=2000] [seed=0] [steps=N]"
 )
 
 
@@ -59,7 +62,7 @@ def parse_args(argv: list[str]) -> tuple[list[tuple[Path, str | None]], dict]:
         runs.append((Path(head), name or None))
     if not runs:
         raise CompareError(f"give at least one run folder; {USAGE}")
-    for key, low in (("last", 1), ("reps", 1), ("seed", 0)):
+    for key, low in (("last", 1), ("reps", 1), ("seed", 0), ("steps", 1)):
         if key in options and not (options[key].isdigit() and int(options[key]) >= low):
             raise CompareError(f"{key} must be an integer >= {low}, got {options[key]!r}")
     return runs, options
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             last=int(options["last"]) if "last" in options else None,
             reps=int(options.get("reps", 2000)),
             seed=int(options.get("seed", 0)),
+            until=int(options["steps"]) if "steps" in options else None,
         )
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)

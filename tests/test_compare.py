@@ -149,6 +149,21 @@ def test_a_final_evaluation_past_the_budget_counts_at_the_budget(tmp_path):
     np.testing.assert_array_equal(loaded.returns, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
 
 
+def test_steps_cuts_a_longer_run_to_the_shorter_budget(tmp_path):
+    # A 400-step run beside a 200-step one: at steps=200 the long run's evaluation at 207
+    # is its final one and its later ones (what it learned past 200) are left out.
+    long = write_run(tmp_path, "long", "qmix", "t", [[1.0, 2.0, 3.0, 4.0, 5.0]])
+    short = write_run(tmp_path, "short", "vdn", "t", [[0.0, 1.0, 2.0]])
+    with pytest.raises(CompareError, match="evaluat"):
+        compare_runs([load_run(long), load_run(short)])
+    cut = load_run(long, until=200)
+    np.testing.assert_array_equal(cut.steps, [0, 100, 200])
+    np.testing.assert_array_equal(cut.returns, [[1.0, 2.0, 3.0]])
+    assert compare_runs([cut, load_run(short, until=200)]).last == 3
+    with pytest.raises(CompareError, match="fewer than steps=300"):
+        load_run(short, until=300)
+
+
 def test_normalisation_by_hand(tmp_path):
     # Task "ret": returns over every evaluation of both runs span -2..8 -> (x + 2) / 10.
     # Task "win": logs test_win_rate, which is the score as is.

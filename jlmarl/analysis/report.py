@@ -340,8 +340,10 @@ def compare(
     last: int | None = None,
     reps: int = 2000,
     seed: int = 0,
+    until: int | None = None,
 ) -> dict:
     """Loads (run folder, algorithm name or None) pairs, checks and normalises them, and writes
-    the report into out; raises CompareError when the runs cannot be compared."""
-    comparison = compare_runs([load_run(path, name) for path, name in runs], reference, last)
+    the report into out; raises CompareError when the runs cannot be compared. until: compare
+    every run at its first `until` env steps (see load_run)."""
+    comparison = compare_runs([load_run(path, name, until) for path, name in runs], reference, last)
     return write_report(comparison, out, reps, seed)

@@ -115,8 +115,10 @@ def _span(steps) -> str:
     return f"{steps[0]}..{steps[-1]} ({len(steps)} points)" if len(steps) > 1 else f"{steps[0]} (1 point)"
 
 
-def load_run(path: Path, name: str | None = None) -> Run:
-    """One run folder's test returns (and win rates) on its evaluation grid."""
+def load_run(path: Path, name: str | None = None, until: int | None = None) -> Run:
+    """One run folder's test returns (and win rates) on its evaluation grid; with `until`,
+    read as if its budget had been `until` env steps: its first evaluation at or past
+    `until` is its final one and what it learned after that is left out."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
         if (path / "report.json").is_file():  # e.g. runs/compare, caught by a runs/* glob
@@ -139,6 +141,12 @@ def load_run(path: Path, name: str | None = None) -> Run:
     if not per_seed:
         raise CompareError(f"{path} has no metrics/seed_<k>.jsonl; give finished runs")
     total = int(cfg.get("total_steps") or 0)
+    if until is not None:
+        if total and total < until:
+            raise CompareError(
+                f"{path} ran {total} env steps, fewer than steps={until}; lower steps or leave the run out"
+            )
+        total = until
     grids = []
     for k, records in enumerate(per_seed):
         grid = {}
@@ -154,7 +162,10 @@ def load_run(path: Path, name: str | None = None) -> Run:
             # The multiple of test_interval it was due at (past the budget: the budget's bin);
             # a later evaluation replaces an earlier one.
             at = int(record["env_steps"]) // interval * interval
-            grid[total if total and record["env_steps"] >= total else at] = record
+            past = bool(total) and record["env_steps"] >= total
+            if past and until is not None and total in grid:
+                continue  # cut at `until`: the run trained on past it
+            grid[total if past else at] = record
         if not grid:
             raise CompareError(f"{path} seed {k} has no evaluation ({RETURN}) yet; give finished runs")
         grids.append(grid)
