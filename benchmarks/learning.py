@@ -18,24 +18,35 @@ LSF-SAC against MASAC and QMIX (predator_prey has no win: use its return), and i
     python benchmarks/learning.py --algos lsf_sac masac qmix --env smax_3m
     python benchmarks/learning.py --env smax_3m --algos lsf_sac lsf_sac_fixed_alpha lsf_sac_double_q
 
-Trains each algorithm through the normal CLI path (all seeds vmapped in one run,
-default hyperparameters unless overridden by trailing key=value), or with
---from-runs DIR ... summarises runs that already exist (finished or interrupted), then prints,
-per algorithm, the mean test win rate over seeds at every 100k env steps, when
-the mean first reached 0.9 (env steps and wall-clock seconds), and writes the
-per-seed curves as JSON. Evaluation points are matched across seeds by index
-(every seed evaluates at its first chunk past each multiple of test_interval).
+VDFD against IQL at equal env steps, beside the QMIX and VDN runs of the PQN benchmark
+(1M steps, read up to --steps), and its ablations (MMSA's: mmsa_no_wm, mmsa_no_sale, ...):
+
+    python benchmarks/learning.py --algos vdfd iql --env smax_3m --steps 500000 \
+        --from-runs runs/pqn_bench/algo-qmix__env-smax_3m runs/pqn_bench/algo-vdn__env-smax_3m
+    python benchmarks/learning.py --env smax_3m --steps 500000 --seeds 1 --algos vdfd_no_ac \
+        vdfd_no_af vdfd_no_st vdf_sv vdf_post
+
+Trains each algorithm through the normal CLI path (all seeds vmapped in one run in
+<run-root>/<algo>_<env>_<steps>, default hyperparameters unless overridden by trailing
+key=value; the same command continues an interrupted run from its checkpoint), and with
+--from-runs DIR ... also summarises runs that already exist (finished or interrupted; cut
+after their first evaluation past --steps). Prints, per algorithm, the mean test win rate
+over seeds at every 100k env steps, the final one, the mean of each seed's last three
+evaluations with its 95% Student-t interval over seeds, when the mean first reached 0.9
+(env steps and wall-clock seconds), and writes the per-seed curves as JSON. Evaluation
+points are matched across seeds by index (every seed evaluates at its first chunk past
+each multiple of test_interval).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+from scipy import stats
 
 from jlmarl.config import load_config
 from jlmarl.train import run
@@ -52,13 +63,30 @@ VARIANTS = {
     "lsf_sac_double_q": ("lsf_sac", ["lsf_sac.double_q=true"]),
     "masac_double_q": ("masac", ["lsf_sac.double_q=true"]),
     "lsf_sac_max_target": ("lsf_sac", ["lsf_sac.target=max"]),
+    # VDFD's ablations (seed 004, section 5.3).
+    "vdfd_no_ac": ("vdfd", ["vdfd.mask_ac=0"]),
+    "vdfd_no_af": ("vdfd", ["vdfd.mask_af=0"]),
+    "vdfd_no_st": ("vdfd", ["vdfd.mask_st=0"]),
+    "vdf_sv": ("vdfd", ["vdfd.posterior=mlp"]),
+    "vdf_post": ("vdfd", ["vdfd.prior=false"]),
+    # MMSA's ablations (seed 001, Table 8).
+    "mmsa_no_wm": ("mmsa", ["mmsa.world_model=false"]),
+    "mmsa_no_sale": ("mmsa", ["mmsa.sale=false"]),
+    "mmsa_no_klb": ("mmsa", ["mmsa.kl_balance=false"]),
+    "mmsa_no_gs": ("mmsa", ["mmsa.global_state=false"]),
 }
 
 
-def curves(run_dir: Path, n_seeds: int, metric: str) -> dict:
+def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -> dict:
+    """Per-seed evaluations (lines with `metric`); with `until`, cut after each seed's
+    first evaluation at or past `until` env steps (a longer run at a shorter budget)."""
     per_seed = []
     for k in range(n_seeds):
         lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        lines = [x for x in lines if x.get(metric) is not None]
+        if until is not None:
+            past = [i for i, x in enumerate(lines) if x["env_steps"] >= until]
+            lines = lines[: past[0] + 1] if past else lines
         per_seed.append({key: [x.get(key) for x in lines] for key in ("env_steps", "wall_s", metric)})
     n = min(len(s["env_steps"]) for s in per_seed)
     steps = np.mean([s["env_steps"][:n] for s in per_seed], axis=0)
@@ -68,6 +96,7 @@ def curves(run_dir: Path, n_seeds: int, metric: str) -> dict:
         "env_steps": steps.tolist(),
         "wall_s": wall.tolist(),
         "mean": values.mean(0).tolist(),
+        "values": values.tolist(),
         "per_seed": per_seed,
     }
 
@@ -79,10 +108,22 @@ def first_reach(curve: dict, threshold: float):
     return None, None
 
 
+def final_ci(curve: dict, last: int = 3) -> tuple[float, float, float]:
+    """Mean over seeds of each seed's mean of its last `last` evaluations, and the 95%
+    Student-t interval over seeds (seeds are few: the t quantile, not 1.96)."""
+    finals = np.array([np.mean(s[-last:]) for s in np.array(curve["values"])])
+    mean = float(finals.mean())
+    if len(finals) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(finals) - 1) * finals.std(ddof=1) / np.sqrt(len(finals))
+    return mean, mean - half, mean + half
+
+
 def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) -> dict:
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    curve = curves(run_dir, cfg.num_seeds, args.metric)
+    curve = curves(run_dir, cfg.num_seeds, args.metric, until=args.steps)
     reach_steps, reach_wall = first_reach(curve, args.threshold)
+    final, low, high = final_ci(curve)
     return {
         "algo": label or cfg.algo.name,
         "env": cfg.env.name,
@@ -95,6 +136,8 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
         "compile_s": compile_s,
         "last_env_steps": curve["env_steps"][-1],
         "final_mean": curve["mean"][-1],
+        "final_last3": final,
+        "final_last3_ci95": [low, high],
         f"steps_to_{args.threshold}": reach_steps,
         f"wall_s_to_{args.threshold}": reach_wall,
         "curve": curve,
@@ -111,7 +154,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--algos", nargs="+", default=["qmix", "vdn"])
+    parser.add_argument("--algos", nargs="+", default=None, help="default: qmix vdn (none with --from-runs)")
     parser.add_argument("--env", default="smax_3m")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1_000_000)
@@ -123,25 +166,29 @@ def main():
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
     args = parser.parse_args()
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if args.algos is None:
+        args.algos = [] if args.from_runs else ["qmix", "vdn"]
     results = []
-    for algo in args.algos if args.from_runs is None else []:
-        run_dir = args.run_root / f"{algo}_{args.env}_{stamp}"
+    for algo in args.algos:
+        run_dir = args.run_root / f"{algo}_{args.env}_{args.steps}"
         base, variant_overrides = VARIANTS.get(algo, (algo, []))
-        cfg = load_config(
-            [
-                f"algo={base}",
-                *variant_overrides,
-                f"env={args.env}",
-                f"num_seeds={args.seeds}",
-                f"total_steps={args.steps}",
-                "test_interval=20000",
-                "test_episodes=32",
-                "progress=false",
-                f"run_dir={run_dir}",
-                *args.overrides,
-            ]
-        )
+        if (run_dir / "checkpoints").is_dir():  # the same command continues an interrupted run
+            cfg = load_config(["resume=true", f"run_dir={run_dir}", "progress=false"])
+        else:
+            cfg = load_config(
+                [
+                    f"algo={base}",
+                    *variant_overrides,
+                    f"env={args.env}",
+                    f"num_seeds={args.seeds}",
+                    f"total_steps={args.steps}",
+                    "test_interval=20000",
+                    "test_episodes=32",
+                    "progress=false",
+                    f"run_dir={run_dir}",
+                    *args.overrides,
+                ]
+            )
         summary = run(cfg)
         results.append(summarise(run_dir, args, summary["wall_s"], summary["compile_s"], label=algo))
         write(results, args.json)
@@ -155,17 +202,20 @@ def main():
     print(
         f"{'algo':<21}"
         + "".join(f"{m // 1000:>7}k" for m in marks)
-        + f"{'final':>8} {'steps to ' + str(args.threshold):>14} {'wall s to':>10} {'wall s':>8}"
+        + f"{'final':>8} {'last-3 [95% CI]':>22} {'steps to ' + str(args.threshold):>14} {'wall s to':>10}"
+        + f"{'wall s':>8}"
     )
     for r in results:
         c = r["curve"]
         row = [np.interp(m, c["env_steps"], c["mean"]) for m in marks]
         reach, reach_wall = r[f"steps_to_{args.threshold}"], r[f"wall_s_to_{args.threshold}"]
         reached = (str(reach), f"{reach_wall:.0f}") if reach else ("never", "-")
+        low, high = r["final_last3_ci95"]
+        ci = f"{r['final_last3']:.3f} [{low:.3f}, {high:.3f}]"
         print(
             f"{r['algo']:<21}"
             + "".join(f"{v:>8.3f}" for v in row)
-            + f"{r['final_mean']:>8.3f} {reached[0]:>14} {reached[1]:>10} {r['wall_s']:>8.0f}"
+            + f"{r['final_mean']:>8.3f} {ci:>22} {reached[0]:>14} {reached[1]:>10} {r['wall_s']:>8.0f}"
         )
 
 
