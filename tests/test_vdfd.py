@@ -126,7 +126,8 @@ def test_the_same_parameters_run_on_3_and_on_10_agents(sections):
     valid = vdfd.observed_steps(batch.mask)
     last = jnp.zeros((B, T + 1, 10, ACTIONS))
     adj = vdfd.batch_adjacency(batch, "visibility")
-    terms, latents, _ = model10.infer(params, hs, batch.obs, last, valid, adj, jax.random.PRNGKey(4))
+    infer = jax.jit(model10.infer)  # a forward compile: cheaper than eager ops at 10 agents' shapes
+    terms, latents, _ = infer(params, hs, batch.obs, last, valid, adj, jax.random.PRNGKey(4))
     assert latents["s"].shape == (B, T + 1, 10, 3)
     assert all(np.isfinite(float(v)) for v in terms.values())
 
@@ -197,6 +198,17 @@ def test_graph_visibility_is_refused_on_an_env_without_it(sections):
     vdfd.build(blind, cfg, method)  # graph=full builds
 
 
+@pytest.fixture(scope="module")
+def warm(sections):
+    """The default variant's update, run eagerly once before every eager test of the file:
+    eager execution compiles each primitive at each shape on first use (about a minute
+    of CPU for VDFD's update, then about a second per call), so it is paid once here."""
+    _, _, params, algo, ts = loss_setup(*sections)
+    with jax.disable_jit():
+        new, metrics = algo.update(ts, tiny_batch(), jax.random.PRNGKey(9), update_ctx())
+    return params, new, metrics
+
+
 def loss_setup(cfg, method, **overrides):
     """(nets, settings, params, q_target_all) of a freshly built VDFD on SPEC."""
     method = {**method, **overrides}
@@ -213,20 +225,20 @@ def td_and_total(nets, s, params, batch):
     return metrics["td_loss"], total
 
 
-def test_the_td_loss_sends_no_gradient_into_the_world_model(sections):
+def test_the_td_loss_sends_no_gradient_into_the_world_model(sections, warm):
     nets, s, params, _, _ = loss_setup(*sections, graph="visibility")
     batch = tiny_batch()
-    # one compile for both gradients (eager, every scan step is its own dispatch: ~4x slower)
-    td_grads, total_grads = jax.jit(
-        lambda p: tuple(jax.grad(lambda q, i=i: td_and_total(nets, s, q, batch)[i])(p) for i in (0, 1))
-    )(params)
+    with jax.disable_jit():  # after `warm`: seconds, where one compile took ~10 s
+        td_grads, total_grads = (
+            jax.grad(lambda q, i=i: td_and_total(nets, s, q, batch)[i])(params) for i in (0, 1)
+        )
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(td_grads["world"]))
     assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(td_grads["agent"]))
     assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(td_grads["mixer"]))
     assert all(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(total_grads["world"]))
 
 
-def test_a_masked_branch_does_not_reach_the_mixer(sections):
+def test_a_masked_branch_does_not_reach_the_mixer(sections, warm):
     """With mask_ac=0, moving the action-conditioned posterior leaves L_TD unchanged to
     the bit (its own loss moves); with mask_ac=1 the same move changes L_TD."""
     batch = tiny_batch()
@@ -272,10 +284,13 @@ def test_acting_is_decentralised(sections):
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default",
 )
-def test_each_variant_builds_and_trains_one_update(sections, overrides):
-    _, _, params, algo, ts = loss_setup(*sections, **overrides)
-    with jax.disable_jit():  # eager: no compile per variant
-        new, metrics = algo.update(ts, tiny_batch(), jax.random.PRNGKey(9), update_ctx())
+def test_each_variant_builds_and_trains_one_update(sections, warm, overrides):
+    if overrides:
+        _, _, params, algo, ts = loss_setup(*sections, **overrides)
+        with jax.disable_jit():  # eager after `warm`: no compile per variant
+            new, metrics = algo.update(ts, tiny_batch(), jax.random.PRNGKey(9), update_ctx())
+    else:
+        params, new, metrics = warm
     assert all(np.isfinite(float(v)) for v in metrics.values())
     for k in (1, 2, 3):  # the diagnostics of both dynamic branches beside "nothing changes"
         assert {f"wm_ac_model_{k}", f"wm_ac_still_{k}", f"wm_af_model_{k}", f"wm_af_still_{k}"} <= set(
