@@ -166,6 +166,12 @@ def test_loss_pieces_by_hand():
         ),
         4.0,
     )
+    # k = 0 error: squared errors summed over 2 agents x 1 feature, averaged over real steps
+    real = jnp.zeros((1, 3, 2, 1))
+    decoded = jnp.array([[[1.0], [2.0]], [[3.0], [0.0]], [[9.0], [9.0]]])[None]
+    np.testing.assert_allclose(
+        vdfd.reconstruction_error(decoded, real, jnp.array([[True, True, False]])), (5 + 9) / 2
+    )
 
 
 def test_visibility_graph_of_a_hand_placed_smax_scene():
@@ -292,6 +298,7 @@ def test_each_variant_builds_and_trains_one_update(sections, warm, overrides):
     else:
         params, new, metrics = warm
     assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert {"wm_ac_model_0", "wm_af_model_0"} <= set(metrics)  # each branch's reconstruction
     for k in (1, 2, 3):  # the diagnostics of both dynamic branches beside "nothing changes"
         assert {f"wm_ac_model_{k}", f"wm_ac_still_{k}", f"wm_af_model_{k}", f"wm_af_still_{k}"} <= set(
             metrics

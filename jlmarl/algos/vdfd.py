@@ -40,6 +40,8 @@ Choices where the paper leaves room (each in one place below):
   * The diagnostics (wm_{ac,af}_{model,still}_k) predict the real next steps, so they roll
     the priors' means from the posterior means along the recorded actions (as MMSA's),
     not the mixer's imagination, whose draws and greedy actions need not be the ones taken.
+    wm_{ac,af}_model_0, on the same scale, is the decoding of step t from its own posterior
+    draw: the floor a k-step prediction decoded by the same decoder starts from.
   * `posterior=mlp` (VDF-SV): the action-conditioned and action-free posteriors and
     their decoders run on the empty graph, where GALA's filters are the identity: the
     same layers as node-wise fully connected networks (parameters independent of n).
@@ -209,6 +211,15 @@ def weighted_loss(td: jax.Array, terms: dict[str, jax.Array], betas) -> jax.Arra
 def _gaussian(out: jax.Array) -> tuple[jax.Array, jax.Array]:
     d = out.shape[-1] // 2
     return out[..., :d], bounded_logvar(out[..., d:])
+
+
+def reconstruction_error(decoded: jax.Array, real: jax.Array, valid: jax.Array) -> jax.Array:
+    """decoded, real [B, T+1, n, D], valid [B, T+1] -> the squared error summed over agents
+    and features, averaged over real steps: k = 0 on the scale of _prediction_errors."""
+    b, t1 = real.shape[:2]
+    err = ((decoded - real) ** 2).reshape(b, t1, -1).sum(-1)
+    w = valid.astype(err.dtype)
+    return (err * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
 def _prediction_errors(predicted: jax.Array, real: jax.Array, valid: jax.Array) -> dict:
@@ -460,6 +471,8 @@ def vdfd_loss(nets: Nets, s: Settings, params, target_params, q_target_all, batc
         "ac": _prediction_errors(sg(h_k), sg(hs), valid),
         "af": _prediction_errors(sg(x_k), sg(decoded["x_af_target"]), valid),
     }
+    errors["ac"]["model_0"] = reconstruction_error(sg(decoded["h"]), sg(hs), valid)
+    errors["af"]["model_0"] = reconstruction_error(sg(decoded["x_af"]), sg(decoded["x_af_target"]), valid)
     for branch, errs in errors.items():
         metrics |= {f"wm_{branch}_{k}": v for k, v in errs.items()}
     return weighted_loss(td, terms, s.betas), metrics
