@@ -37,8 +37,8 @@ def test_a_loaded_program_matches_the_traced_one_and_donates_the_carry(tmp_path)
     first = traced.compile_program(step, args(), 1, tmp_path, key)
     second = traced.compile_program(step, args(), 1, tmp_path, key)
     assert not first.loaded and second.loaded and (tmp_path / f"{key}.jxp").is_file()
-    for program in (first, second):
-        a = args()
+    for program, committed in ((first, False), (second, True)):  # a restored carry is committed
+        a = jax.device_put(args(), jax.devices()[0]) if committed else args()
         got = program(*a)
         assert a[0].w.is_deleted() and not a[2]["b"].is_deleted()  # the carry only
         assert jax.tree.structure(got) == jax.tree.structure(expected)

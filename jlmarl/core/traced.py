@@ -82,6 +82,12 @@ class Program:
         return jax.tree.unflatten(self.out_tree, self.compiled(*jax.tree.leaves(args)))
 
 
+def _specs(leaves) -> list[jax.ShapeDtypeStruct]:
+    """Types without placement: a restored carry (committed to its device) and a fresh one
+    (uncommitted) then lower to the same program, so both hit XLA's persistent cache."""
+    return [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in map(jax.typeof, leaves)]
+
+
 def _export(fn: Callable, args) -> tuple[export.Exported, object]:
     leaves, in_tree = jax.tree.flatten(args)
     out = {}
@@ -90,8 +96,7 @@ def _export(fn: Callable, args) -> tuple[export.Exported, object]:
         out_leaves, out["tree"] = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, xs)))
         return out_leaves
 
-    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in map(jax.typeof, leaves)]
-    return export.export(jax.jit(flat))(*specs), out["tree"]
+    return export.export(jax.jit(flat))(*_specs(leaves)), out["tree"]
 
 
 def _load(path: Path):
@@ -132,4 +137,4 @@ def compile_program(fn: Callable, args: tuple, donate: int, folder: Path | None,
         exported, out_tree = found
     n_donated = len(jax.tree.leaves(args[:donate]))
     run = jax.jit(exported.call, donate_argnums=tuple(range(n_donated)))
-    return Program(run.lower(*jax.tree.leaves(args)).compile(), out_tree, loaded)
+    return Program(run.lower(*_specs(jax.tree.leaves(args))).compile(), out_tree, loaded)
