@@ -66,7 +66,11 @@ def program_key(name: str, settings: dict, args) -> str:
         "packages": {p: _version(p) for p in PACKAGES},
         "python": sys.version_info[:2],
         "backend": [jax.default_backend(), jax.devices()[0].device_kind, jax.device_count()],
-        "x64": bool(jax.config.jax_enable_x64),
+        "config": [
+            jax.config.jax_enable_x64,
+            jax.config.jax_default_matmul_precision,
+            jax.config.jax_numpy_dtype_promotion,
+        ],
         "args": _arg_types(args),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
