@@ -1,0 +1,164 @@
+"""Where one update's time goes: XLA's own per-op timings, grouped by phase and network.
+
+    python benchmarks/update_profile.py [--algos qmix limarl lsf_sac] [--env smax_3m]
+                                        [--batch 128] [--T 50] [--reps 5] [--out FILE]
+
+Builds each learner as the CLI does (its defaults, `batch_size` = --batch), jits its
+update on a random batch of --T steps (shapes of --env, in main training: past every
+pre-training phase), runs it --reps times under `jax.profiler.trace` and reads the trace:
+every op XLA ran (a fusion, a dot, ...) with its duration. Each op is attributed through
+the op_name metadata JAX writes into the optimised HLO:
+  phase    forward (inside jax.grad's jvp), backward (its transpose), outside the gradient
+           (target networks, TD targets, the optimiser step and clipping)
+  network  the first Flax module class on the op's name stack (RNNAgent, QMixer, ...);
+           "scan body" for ops in a loop body with no module name (the GRU steps of the
+           recurrent unrolls, whose cells lose their name inside lax.scan); "-" for the
+           rest (losses, TD targets, the optimiser)
+Ops that only contain others (while loops, conditionals, calls) are not counted: their
+bodies' ops are. Prints each learner's table (ms per update and share) and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jlmarl.config import load_config
+from jlmarl.core.algo import UpdateContext
+from jlmarl.core.buffer import EpisodeBatch
+from jlmarl.train import build
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTAINERS = ("while", "conditional", "call", "async")
+OP_NAME = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name="([^"]*)"', re.M)
+MODULE = re.compile(r"\b([A-Z][A-Za-z0-9_]+)\b")
+
+
+def random_batch(spec, b: int, t: int, key) -> EpisodeBatch:
+    k = jax.random.split(key, 6)
+    n = spec.n_agents
+    extras = {
+        name: jax.random.bernoulli(k[5], 0.5, (b, t + 1, *shape)).astype(dtype)
+        for name, shape, dtype in spec.extras
+    }
+    return EpisodeBatch(
+        obs=jax.random.normal(k[0], (b, t + 1, n, spec.obs_dim)),
+        state=jax.random.normal(k[1], (b, t + 1, spec.state_dim)),
+        avail=jnp.ones((b, t + 1, n, spec.n_actions), bool),
+        actions=jax.random.randint(k[2], (b, t, n), 0, spec.n_actions),
+        reward=jax.random.normal(k[3], (b, t)),
+        terminated=jnp.zeros((b, t), bool),
+        mask=jnp.ones((b, t), bool),
+        extras=extras,
+    )
+
+
+def phase_of(op_name: str) -> str:
+    if "transpose(" in op_name:
+        return "backward"
+    return "forward" if "jvp(" in op_name else "outside grad"
+
+
+def network_of(op_name: str) -> str:
+    found = MODULE.search(op_name.split("/", 1)[-1])
+    if found:
+        return found.group(1)
+    # A module applied inside lax.scan (the GRU cells of our recurrent unrolls) loses its
+    # name on the stack: its ops only say they run in a loop body.
+    return "scan body" if "while/body" in op_name else "-"
+
+
+def op_times(trace_dir: Path) -> dict[str, float]:
+    """Total microseconds per op name over the trace's complete events."""
+    (path,) = trace_dir.rglob("perfetto_trace.json.gz")
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    totals = collections.defaultdict(float)
+    for e in events:
+        if e.get("ph") == "X":
+            totals[e["name"]] += float(e.get("dur", 0.0))
+    return totals
+
+
+def profile(algo_name: str, env: str, batch: int, t: int, reps: int) -> dict:
+    cfg = load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"])
+    engine = build(cfg)
+    spec, algo = engine.env.spec, engine.algo
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    ts = algo.init(keys[0])
+    recent = random_batch(spec, algo.recent_episodes, t, keys[1]) if algo.recent_episodes else None
+    ctx = UpdateContext(
+        jnp.int32(10**6), jnp.int32(10**5), jnp.int32(10**5), jnp.int32(len(algo.phases)), recent
+    )
+    args = (ts, random_batch(spec, batch, t, keys[2]), keys[1], ctx)
+    compiled = jax.jit(algo.update).lower(*args).compile()
+    names = dict(OP_NAME.findall(compiled.as_text()))
+    jax.block_until_ready(compiled(*args))
+    wall = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                jax.block_until_ready(compiled(*args))
+                wall.append(time.perf_counter() - t0)
+        totals = op_times(Path(tmp))
+    table = collections.defaultdict(float)
+    for op, us in totals.items():
+        if op in names and not op.startswith(CONTAINERS):
+            table[(phase_of(names[op]), network_of(names[op]))] += us / reps / 1000.0
+    counted = sum(table.values())
+    rows = [
+        {"phase": p, "network": n, "ms": ms, "share": ms / counted}
+        for (p, n), ms in sorted(table.items(), key=lambda kv: -kv[1])
+    ]
+    return {
+        "algo": algo_name, "env": env, "batch": batch, "T": t,
+        "update_ms": 1000.0 * float(np.median(wall)), "ops_ms": counted, "rows": rows,
+    }  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--algos", nargs="+", default=["qmix", "limarl", "lsf_sac"])
+    parser.add_argument("--env", default="smax_3m")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--T", type=int, default=50)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "update_profile.json")
+    args = parser.parse_args()
+    results = []
+    for name in args.algos:
+        r = profile(name, args.env, args.batch, args.T, args.reps)
+        results.append(r)
+        print(f"\n{name} on {args.env}, batch {args.batch} x T={args.T}: {r['update_ms']:.1f} ms per update "
+              f"(ops timed: {r['ops_ms']:.1f} ms)")  # fmt: skip
+        print(f"  {'phase':<13} {'network':<24} {'ms':>8} {'share':>6}")
+        for row in r["rows"]:
+            print(f"  {row['phase']:<13} {row['network']:<24} {row['ms']:>8.1f} {row['share']:>6.1%}")
+    out = {
+        "command": f"python benchmarks/update_profile.py --algos {' '.join(args.algos)} --env {args.env} "
+        f"--batch {args.batch} --T {args.T} --reps {args.reps}",
+        "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+        "load_average": os.getloadavg()[0],
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
