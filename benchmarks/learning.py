@@ -21,7 +21,7 @@ LSF-SAC against MASAC and QMIX (predator_prey has no win: use its return), and i
 VDFD against IQL at equal env steps, beside the QMIX and VDN runs of the PQN benchmark
 (1M steps, read up to --steps), and its ablations (MMSA's: mmsa_no_wm, mmsa_no_sale, ...):
 
-    python benchmarks/learning.py --algos vdfd iql --env smax_3m --steps 500000 \
+    python benchmarks/learning.py --algos vdfd iql --env smax_3m --steps 500000 --baseline qmix \
         --from-runs runs/pqn_bench/algo-qmix__env-smax_3m runs/pqn_bench/algo-vdn__env-smax_3m
     python benchmarks/learning.py --env smax_3m --steps 500000 --seeds 1 --algos vdfd_no_ac \
         vdfd_no_af vdfd_no_st vdf_sv vdf_post
@@ -32,7 +32,8 @@ key=value; the same command continues an interrupted run from its checkpoint), a
 --from-runs DIR ... also summarises runs that already exist (finished or interrupted; cut
 after their first evaluation past --steps). Prints, per algorithm, the mean test win rate
 over seeds at every 100k env steps, the final one, the mean of each seed's last three
-evaluations with its 95% Student-t interval over seeds, when the mean first reached 0.9
+evaluations with its 95% Student-t interval over seeds (with --baseline, each one's
+difference to the baseline's, 95% Welch interval), when the mean first reached 0.9
 (env steps and wall-clock seconds), and writes the per-seed curves as JSON. Evaluation
 points are matched across seeds by index (every seed evaluates at its first chunk past
 each multiple of test_interval).
@@ -108,10 +109,21 @@ def first_reach(curve: dict, threshold: float):
     return None, None
 
 
+def seed_finals(curve: dict, last: int = 3) -> np.ndarray:
+    """Each seed's mean of its last `last` evaluations."""
+    return np.array([np.mean(s[-last:]) for s in np.array(curve["values"])])
+
+
+def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """mean(a) - mean(b) with its 95% Welch interval (unequal variances, few seeds)."""
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return float(a.mean() - b.mean()), float(interval.low), float(interval.high)
+
+
 def final_ci(curve: dict, last: int = 3) -> tuple[float, float, float]:
     """Mean over seeds of each seed's mean of its last `last` evaluations, and the 95%
     Student-t interval over seeds (seeds are few: the t quantile, not 1.96)."""
-    finals = np.array([np.mean(s[-last:]) for s in np.array(curve["values"])])
+    finals = seed_finals(curve, last)
     mean = float(finals.mean())
     if len(finals) < 2:
         return mean, float("nan"), float("nan")
@@ -163,6 +175,7 @@ def main():
     parser.add_argument("--run-root", type=Path, default=Path("runs/learning"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, help="summarise these run dirs")
+    parser.add_argument("--baseline", default=None, help="last-3 differences to this algorithm")
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
     args = parser.parse_args()
 
@@ -217,6 +230,15 @@ def main():
             + "".join(f"{v:>8.3f}" for v in row)
             + f"{r['final_mean']:>8.3f} {ci:>22} {reached[0]:>14} {reached[1]:>10} {r['wall_s']:>8.0f}"
         )
+    base = [r for r in results if r["algo"] == args.baseline]
+    if base and len(base[0]["curve"]["values"]) > 1:
+        print(f"\nlast-3 mean minus {args.baseline}'s, 95% Welch interval over seeds")
+        for r in results:
+            if r is not base[0] and len(r["curve"]["values"]) > 1:
+                diff, low, high = difference_ci(seed_finals(r["curve"]), seed_finals(base[0]["curve"]))
+                r[f"minus_{args.baseline}_ci95"] = [diff, low, high]
+                print(f"{r['algo']:<21}{diff:>8.3f} [{low:.3f}, {high:.3f}]")
+        write(results, args.json)
 
 
 if __name__ == "__main__":
