@@ -57,6 +57,15 @@ def test_the_key_follows_settings_and_argument_types():
     assert base != traced.program_key("step", {"lr": 1e-3}, (a[0], 0.5, a[2]))  # a weak-typed float
 
 
+def test_a_file_named_by_a_setting_is_part_of_the_key(tmp_path):
+    data = tmp_path / "images.npz"
+    data.write_bytes(b"first")
+    first = traced.program_key("step", {"env": {"data": str(data)}}, args())
+    assert first == traced.program_key("step", {"env": {"data": str(data)}}, args())
+    data.write_bytes(b"second, longer")  # replaced at the same path
+    assert first != traced.program_key("step", {"env": {"data": str(data)}}, args())
+
+
 def test_a_damaged_entry_is_traced_again_and_replaced(tmp_path, capsys):
     key = traced.program_key("step", {}, args())
     (tmp_path / f"{key}.jxp").write_bytes(b"not a program")

@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 from jax import export
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "distrax", "jaxmarl", "numpy")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "distrax", "jaxmarl", "numpy", "scikit-learn")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # jlmarl/
 
 
@@ -58,10 +58,24 @@ def _arg_types(args) -> list:
     return [str(tree), [(a.shape, str(a.dtype), a.weak_type) for a in map(jax.typeof, leaves)]]
 
 
+def file_stamps(settings) -> dict[str, list]:
+    """(size, mtime) of every file that a string setting names (each file under a named
+    folder): data a trace may hold as constants (env.data=<file>.npz), so a file replaced
+    at the same path makes a new key."""
+    stamps = {}
+    for value in jax.tree.leaves(settings):
+        if isinstance(value, str) and value and Path(value).exists():
+            path = Path(value)
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            stamps[value] = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return stamps
+
+
 def program_key(name: str, settings: dict, args) -> str:
     material = {
         "name": name,
         "settings": settings,
+        "files": file_stamps(settings),
         "source": source_digest(),
         "packages": {p: _version(p) for p in PACKAGES},
         "python": sys.version_info[:2],
