@@ -70,6 +70,9 @@ VARIANTS = {
     "vdfd_no_st": ("vdfd", ["vdfd.mask_st=0"]),
     "vdf_sv": ("vdfd", ["vdfd.posterior=mlp"]),
     "vdf_post": ("vdfd", ["vdfd.prior=false"]),
+    # every mask at 0: the mixer reads [s_t, 0]: QMIX on VDFD's own base settings (batch 32,
+    # one-step TD, RMSProp), the like-for-like baseline for VDFD's gain
+    "vdfd_masks_off": ("vdfd", ["vdfd.mask_ac=0", "vdfd.mask_af=0", "vdfd.mask_st=0"]),
     # MMSA's ablations (seed 001, Table 8).
     "mmsa_no_wm": ("mmsa", ["mmsa.world_model=false"]),
     "mmsa_no_sale": ("mmsa", ["mmsa.sale=false"]),
