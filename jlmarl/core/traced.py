@@ -64,7 +64,10 @@ def file_stamps(settings) -> dict[str, list]:
     at the same path makes a new key."""
     stamps = {}
     for value in jax.tree.leaves(settings):
-        if isinstance(value, str) and value and Path(value).exists():
+        # only strings written as paths: a plain word (a name such as wandb's "jlmarl")
+        # that happens to match a folder of the working directory is not data
+        looks_like_path = isinstance(value, str) and ("/" in value or Path(value).suffix)
+        if looks_like_path and Path(value).exists():
             path = Path(value)
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             stamps[value] = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
