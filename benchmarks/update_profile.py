@@ -1,7 +1,7 @@
 """Where one update's time goes: XLA's own per-op timings, grouped by phase and network.
 
     python benchmarks/update_profile.py [--algos qmix limarl lsf_sac] [--env smax_3m]
-                                        [--batch 128] [--T 50] [--reps 5] [--out FILE]
+                                        [--batch 128] [--T 50] [--reps 5] [--top K] [--out FILE]
 
 Builds each learner as the CLI does (its defaults, `batch_size` = --batch), jits its
 update on a random batch of --T steps (shapes of --env, in main training: past every
@@ -91,7 +91,7 @@ def op_times(trace_dir: Path) -> dict[str, float]:
     return totals
 
 
-def profile(algo_name: str, env: str, batch: int, t: int, reps: int) -> dict:
+def profile(algo_name: str, env: str, batch: int, t: int, reps: int, top: int = 0) -> dict:
     cfg = load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"])
     engine = build(cfg)
     spec, algo = engine.env.spec, engine.algo
@@ -114,9 +114,14 @@ def profile(algo_name: str, env: str, batch: int, t: int, reps: int) -> dict:
                 wall.append(time.perf_counter() - t0)
         totals = op_times(Path(tmp))
     table = collections.defaultdict(float)
+    ops = []
     for op, us in totals.items():
         if op in names and not op.startswith(CONTAINERS):
-            table[(phase_of(names[op]), network_of(names[op]))] += us / reps / 1000.0
+            phase, network = phase_of(names[op]), network_of(names[op])
+            table[(phase, network)] += us / reps / 1000.0
+            ops.append(
+                {"op": op, "ms": us / reps / 1000.0, "phase": phase, "network": network, "op_name": names[op]}
+            )
     counted = sum(table.values())
     rows = [
         {"phase": p, "network": n, "ms": ms, "share": ms / counted}
@@ -125,6 +130,7 @@ def profile(algo_name: str, env: str, batch: int, t: int, reps: int) -> dict:
     return {
         "algo": algo_name, "env": env, "batch": batch, "T": t,
         "update_ms": 1000.0 * float(np.median(wall)), "ops_ms": counted, "rows": rows,
+        "top_ops": sorted(ops, key=lambda o: -o["ms"])[:top],
     }  # fmt: skip
 
 
@@ -137,20 +143,23 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--T", type=int, default=50)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--top", type=int, default=0, help="also list the K slowest ops with their op_name")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "update_profile.json")
     args = parser.parse_args()
     results = []
     for name in args.algos:
-        r = profile(name, args.env, args.batch, args.T, args.reps)
+        r = profile(name, args.env, args.batch, args.T, args.reps, args.top)
         results.append(r)
         print(f"\n{name} on {args.env}, batch {args.batch} x T={args.T}: {r['update_ms']:.1f} ms per update "
               f"(ops timed: {r['ops_ms']:.1f} ms)")  # fmt: skip
         print(f"  {'phase':<13} {'network':<24} {'ms':>8} {'share':>6}")
         for row in r["rows"]:
             print(f"  {row['phase']:<13} {row['network']:<24} {row['ms']:>8.1f} {row['share']:>6.1%}")
+        for op in r["top_ops"]:
+            print(f"  {op['ms']:>7.2f} ms  {op['phase']:<13} {op['op']:<28} {op['op_name'][-110:]}")
     out = {
         "command": f"python benchmarks/update_profile.py --algos {' '.join(args.algos)} --env {args.env} "
-        f"--batch {args.batch} --T {args.T} --reps {args.reps}",
+        f"--batch {args.batch} --T {args.T} --reps {args.reps}" + (f" --top {args.top}" if args.top else ""),
         "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
         "load_average": os.getloadavg()[0],
         "results": results,

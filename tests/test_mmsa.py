@@ -1,6 +1,7 @@
 """MMSA: the normalisers and losses by hand, where each loss's gradient goes, decentralised
 acting, imagination shapes, every variant's update, the frozen encoders' refresh, the CLI."""
 
+import dataclasses
 import json
 
 import jax
@@ -140,6 +141,20 @@ def test_kl_terms_balance_the_posterior_and_prior_gradients():
         np.testing.assert_allclose(grads[0], [[grad_q], [0.0]], atol=1e-7)
         np.testing.assert_allclose(grads[1], [[grad_p], [0.0]], atol=1e-7)
     np.testing.assert_allclose(kl_diag(mu_q[:1], zero[:1], mu_p[:1], zero[:1]), [0.125], rtol=1e-6)
+    # free bits: both KLs are 0.125; above 0.125 they send no gradient, below it the same as
+    # without; the values stay the plain KLs either way
+    for free, scale in ((0.2, 0.0), (0.1, 1.0)):
+        (_, values), grads = jax.value_and_grad(
+            lambda mq, mp, f=free: (
+                sum(v := mmsa.kl_losses((mq, zero), (mp, zero), mask, True, 0.8, free_nats=f)),
+                v,
+            ),
+            argnums=(0, 1),
+            has_aux=True,
+        )(mu_q, mu_p)
+        np.testing.assert_allclose(values, [0.125, 0.125], rtol=1e-6)
+        np.testing.assert_allclose(grads[0], [[scale * 0.8 * 0.5], [0.0]], atol=1e-7)
+        np.testing.assert_allclose(grads[1], [[scale * (0.5 - 0.2 * 0.5)], [0.0]], atol=1e-7)
 
 
 def test_policy_loss_by_hand_over_available_actions():
@@ -211,6 +226,21 @@ def test_each_loss_reaches_only_its_own_networks(default, batch):
             if any(np.abs(np.asarray(x[i])).max() > 0 for x in jax.tree.leaves(g))
         }
         assert moved == owners.get(name, {"model"}), name
+
+
+def test_rec_reduction_sum_weighs_each_reconstruction_by_its_feature_count(default, batch):
+    """rec_reduction=sum is the squared error summed over features: the paper's MSE (a mean)
+    times the width of what is reconstructed (the joint h: n x hidden; the embeddings: 3 d)."""
+    nets, _, ts = default
+    key = jax.random.PRNGKey(3)
+    _, mean = jax.jit(lambda p: mmsa.loss_terms(nets, p, ts, batch, key))(ts.params)
+    summed = dataclasses.replace(nets, rec_reduction="sum")
+    _, total = jax.jit(lambda p: mmsa.loss_terms(summed, p, ts, batch, key))(ts.params)
+    hidden = ENV.spec.n_agents * 8  # algo.hidden_dim=8 (TINY)
+    np.testing.assert_allclose(total["rec_hidden"], hidden * mean["rec_hidden"], rtol=1e-5)
+    width = 3 * nets.model.latent_dim  # (z^sa, z^s, phi^sa)
+    np.testing.assert_allclose(total["rec_embedding"], width * mean["rec_embedding"], rtol=1e-5)
+    np.testing.assert_allclose(total["kl_posterior"], mean["kl_posterior"], rtol=1e-6)
 
 
 def test_acting_reads_only_each_agents_own_history(default):
@@ -294,6 +324,7 @@ VARIANTS = {
     "horizon_10": ["mmsa.horizon=10"],
     "layer_norm": ["mmsa.normalizer=layer_norm"],
     "no_norm": ["mmsa.normalizer=none"],
+    "sum_free_bits": ["mmsa.rec_reduction=sum", "mmsa.free_nats=1.0"],
 }
 
 

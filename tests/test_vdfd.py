@@ -100,6 +100,20 @@ def test_an_isolated_node_keeps_its_features_under_both_filters():
         np.testing.assert_allclose(filt[:, 2], [0, 0, 1], atol=1e-7)
 
 
+def test_on_a_complete_graph_gala_keeps_only_the_team_mean():
+    # Why vdfd.graph=full cannot reconstruct per-agent features: A + I is all ones, so
+    # smoothing is J/n and every node's encoding is the mean; sharpening maps a
+    # node-constant input to (2 - (n - 1)) / (n + 1) of it: zero at n = 3.
+    full = vdfd.full_adjacency(3)
+    np.testing.assert_allclose(smoothing(full), np.full((3, 3), 1 / 3), rtol=1e-6)
+    params = {"params": {"layer0": {"kernel": W}}}
+    encoded = GALAEncoder((2,)).apply(params, H, full)  # H W rows [3, 4], [-1, -2], [4, 2]
+    np.testing.assert_allclose(encoded, np.tile([2.0, 4 / 3], (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(GALADecoder((2,)).apply(params, encoded, full), np.zeros((3, 2)), atol=1e-6)
+    for n, row_sum in ((2, 1 / 3), (3, 0.0), (5, -1 / 3)):
+        np.testing.assert_allclose(sharpening(vdfd.full_adjacency(n)).sum(-1), np.full(n, row_sum), atol=1e-6)
+
+
 def test_permuting_nodes_and_adjacency_permutes_the_gala_output():
     n, k = 5, jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(k[0], (2, n, 3))

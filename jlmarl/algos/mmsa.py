@@ -106,6 +106,8 @@ class MmsaNets:
     global_state: bool
     kl_balance: bool
     kl_alpha: float
+    free_nats: float
+    rec_reduction: str
     gamma: float
     td_lambda: float
 
@@ -139,15 +141,30 @@ def kl_losses(
     mask: jax.Array,
     balance: bool,
     alpha: float,
+    free_nats: float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
     """L_KL's two terms, masked means over steps: (KL(p || N(0, I)), KL(q || p)), the second
     KL-balanced (alpha KL(q || sg p) + (1 - alpha) KL(sg q || p)) or plain (No-KLB).
-    post, prior: (mu, logvar) [..., d]; mask [...]."""
+    post, prior: (mu, logvar) [..., d]; mask [...].
+
+    free_nats > 0: free bits (DreamerV2/V3's max(free, KL) per step, not in the paper): a
+    step whose KL is below free_nats sends no gradient. The values stay the plain KLs (they
+    differ from max(free, KL) by a constant), so the metrics show what the latents carry."""
     m = mask.astype(post[0].dtype)
     count = jnp.maximum(m.sum(), 1.0)
     to_std = kl_std_normal(*prior)
     between = kl_balanced(*post, *prior, alpha) if balance else kl_diag(*post, *prior)
+    if free_nats > 0.0:
+        free = lambda kl: jnp.where(kl < free_nats, jax.lax.stop_gradient(kl), kl)  # noqa: E731
+        to_std, between = free(to_std), free(between)
     return (to_std * m).sum() / count, (between * m).sum() / count
+
+
+def rec_scale(nets: MmsaNets, pred: jax.Array) -> float:
+    """1 for the paper's MSE (a mean over features); the feature count for rec_reduction=sum,
+    the squared error summed over features (a unit-variance Gaussian log-likelihood: the
+    ELBO's weight of reconstruction against the KL, which is summed over latent dims)."""
+    return float(pred.shape[-1]) if nets.rec_reduction == "sum" else 1.0
 
 
 def policy_loss(logits: jax.Array, greedy: jax.Array, avail: jax.Array, mask: jax.Array):
@@ -253,7 +270,7 @@ def world_model_terms(
     else:
         weights = mask[..., None]
     kl_prior, kl_post = kl_losses(
-        (mu_q[:, 1:], logvar_q[:, 1:]), (mu_p, logvar_p), mask, nets.kl_balance, nets.kl_alpha
+        (mu_q[:, 1:], logvar_q[:, 1:]), (mu_p, logvar_p), mask, nets.kl_balance, nets.kl_alpha, nets.free_nats
     )
     valid = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)  # real observations [B, T+1]
     pi_loss, pi_agree = policy_loss(
@@ -262,8 +279,8 @@ def world_model_terms(
     terms = {
         "kl_prior": kl_prior,
         "kl_posterior": kl_post,
-        "rec_embedding": masked_mse(pred, target, weights),
-        "rec_hidden": masked_mse(h_pred, hidden[:, 1:], mask[..., None]),
+        "rec_embedding": masked_mse(pred, target, weights) * rec_scale(nets, pred),
+        "rec_hidden": masked_mse(h_pred, hidden[:, 1:], mask[..., None]) * rec_scale(nets, h_pred),
         "policy_ce": pi_loss,
         "policy_agreement": pi_agree,
     }
@@ -390,6 +407,8 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
         global_state=bool(method["global_state"]),
         kl_balance=bool(method["kl_balance"]),
         kl_alpha=float(method["kl_alpha"]),
+        free_nats=float(method["free_nats"]),
+        rec_reduction=str(method["rec_reduction"]),
         gamma=float(cfg["gamma"]),
         td_lambda=float(cfg["td_lambda"]),
     )

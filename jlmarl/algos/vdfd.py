@@ -48,7 +48,12 @@ Choices where the paper leaves room (each in one place below):
 
 The graph: `graph=full` links every agent; `graph=visibility` links i and j when either
 sees the other this step (SMAX's ally_visibility; sight ranges differ by unit type, so
-A ∨ Aᵀ before GALA's normalisation), and isolates dead agents.
+A ∨ Aᵀ before GALA's normalisation), and isolates dead agents. The paper does not say
+which graph it used. On a complete graph GALA keeps only the team mean (jlmarl.nets.gala):
+every agent's posterior mean is the same (the decoder maps it to one h for all agents,
+zero at n = 3), so all the branch can tell agents apart by is its draws' noise and, in
+the prior, each agent's own action. Visibility graphs are complete in most steps of
+small maps (benchmarks/gala_graphs.py); `posterior=mlp` is the graph-free form.
 
 Acting is decentralised: each agent's own GRU on its own observation; the world
 model, the graph and the mixer are training-only.

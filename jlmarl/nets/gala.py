@@ -15,6 +15,11 @@ renormalises Â = 2I − A by its absolute degree D̂_ii = Σ_j |Â_ij| = 2 + d_
 the spec's D̂ = D + 2I (the two forms agree). An isolated node (a dead agent) keeps its
 own features under both filters: Ã_ii / D̃_ii = 1 and Â_ii / D̂_ii = 2 / 2 = 1.
 
+On a complete graph A + I is all ones, so smoothing is J/n: one layer maps every node
+to the graph mean, and sharpening maps a node-constant input to (3 − n)/(n + 1) of it
+(zero at n = 3). GALA is made for sparse graphs; on a complete one the auto-encoder
+keeps only what all nodes share.
+
 Layers are linear without bias (exactly H W), ReLU between layers, the last one
 linear. W acts on the feature axis only, so the parameter count does not depend on
 the number of agents, and the same parameters run on any n. An empty graph (no edges)
