@@ -228,7 +228,7 @@ def test_each_loss_reaches_only_its_own_networks(default, batch):
         assert moved == owners.get(name, {"model"}), name
 
 
-def test_rec_reduction_sum_weighs_each_reconstruction_by_its_feature_count(default, batch):
+def test_the_reconstruction_options(default, batch):
     """rec_reduction=sum is the squared error summed over features: the paper's MSE (a mean)
     times the width of what is reconstructed (the joint h: n x hidden; the embeddings: 3 d)."""
     nets, _, ts = default
@@ -241,6 +241,15 @@ def test_rec_reduction_sum_weighs_each_reconstruction_by_its_feature_count(defau
     width = 3 * nets.model.latent_dim  # (z^sa, z^s, phi^sa)
     np.testing.assert_allclose(total["rec_embedding"], width * mean["rec_embedding"], rtol=1e-5)
     np.testing.assert_allclose(total["kl_posterior"], mean["kl_posterior"], rtol=1e-6)
+    # rec_hidden=both is VAE-2's prediction of h_{t+1} plus its reconstruction of h_t (same)
+    rec = {
+        which: jax.jit(
+            lambda p, w=which: mmsa.loss_terms(dataclasses.replace(nets, rec_hidden=w), p, ts, batch, key)
+        )(ts.params)[1]["rec_hidden"]
+        for which in ("same", "both")
+    }
+    assert abs(float(rec["same"]) - float(mean["rec_hidden"])) > 1e-6
+    np.testing.assert_allclose(rec["both"], rec["same"] + mean["rec_hidden"], rtol=1e-5)
 
 
 def test_acting_reads_only_each_agents_own_history(default):
@@ -324,7 +333,7 @@ VARIANTS = {
     "horizon_10": ["mmsa.horizon=10"],
     "layer_norm": ["mmsa.normalizer=layer_norm"],
     "no_norm": ["mmsa.normalizer=none"],
-    "sum_free_bits": ["mmsa.rec_reduction=sum", "mmsa.free_nats=1.0"],
+    "sum_free_bits_same": ["mmsa.rec_reduction=sum", "mmsa.free_nats=1.0", "mmsa.rec_hidden=same"],
 }
 
 

@@ -27,7 +27,10 @@ agent's own observation, last action and GRU state (the frozen encoders are per 
 Spec vs paper, and readings where the paper is silent (module docstring by rule):
   * The paper's L_REC is written MSE(x_t, x_t) for every term; we read it (with section 4.3 and
     the spec) as "predicted at t-1 vs obtained at t": VAE-1's predicted next embeddings vs the
-    embeddings of the next posterior, VAE-2's predicted h vs the real h.
+    embeddings of the next posterior, VAE-2's predicted h vs the real h. `rec_hidden=same`
+    takes VAE-2's term as written (h_t reconstructed from the embeddings of the posterior's
+    draw of ŝ_t), `both` adds it to ours; `rec_reduction=sum` and `free_nats` are not in the
+    paper (probes of the world model's collapse: benchmarks/results/mmsa_wm_lbf_80k/).
   * The paper's Figure 2 has "the agent networks" choose the imagined actions from h; their
     Q_i needs z^o of an observation imagination does not have, so (as the spec) imagination
     follows the policy head pi(z^s, phi^s) of section 4.2, trained toward the greedy actions.
@@ -108,6 +111,7 @@ class MmsaNets:
     kl_alpha: float
     free_nats: float
     rec_reduction: str
+    rec_hidden: str
     gamma: float
     td_lambda: float
 
@@ -165,6 +169,22 @@ def rec_scale(nets: MmsaNets, pred: jax.Array) -> float:
     the squared error summed over features (a unit-variance Gaussian log-likelihood: the
     ELBO's weight of reconstruction against the KL, which is summed over latent dims)."""
     return float(pred.shape[-1]) if nets.rec_reduction == "sum" else 1.0
+
+
+def hidden_reconstruction(nets: MmsaNets, model, params, e_t, h_pred, hidden, mask) -> jax.Array:
+    """VAE-2's term of L_REC. e_t [B, T, 3d]: the embeddings of the posterior draw ŝ_t with the
+    recorded a_t; h_pred [B, T, n H]: VAE-2 on VAE-1's prediction ê_{t+1}; hidden [B, T+1, n H].
+    rec_hidden=next: h_pred against h_{t+1} (our reading of section 4.3); same: VAE-2 on e_t
+    against h_t (the paper's formula as written, MSE(h_t, h_t): the posterior and VAE-2 are
+    then an auto-encoder of h); both: the sum."""
+    t = h_pred.shape[1]
+    terms = []
+    if nets.rec_hidden in ("next", "both"):
+        terms.append(masked_mse(h_pred, hidden[:, 1:], mask[..., None]))
+    if nets.rec_hidden in ("same", "both"):
+        h_same = model.apply(params, e_t, method=MmsaWorldModel.decode_hidden)
+        terms.append(masked_mse(h_same, hidden[:, :t], mask[..., None]))
+    return sum(terms[1:], terms[0]) * rec_scale(nets, h_pred)
 
 
 def policy_loss(logits: jax.Array, greedy: jax.Array, avail: jax.Array, mask: jax.Array):
@@ -280,7 +300,7 @@ def world_model_terms(
         "kl_prior": kl_prior,
         "kl_posterior": kl_post,
         "rec_embedding": masked_mse(pred, target, weights) * rec_scale(nets, pred),
-        "rec_hidden": masked_mse(h_pred, hidden[:, 1:], mask[..., None]) * rec_scale(nets, h_pred),
+        "rec_hidden": hidden_reconstruction(nets, model, params, e_t, h_pred, hidden, mask),
         "policy_ce": pi_loss,
         "policy_agreement": pi_agree,
     }
@@ -409,6 +429,7 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
         kl_alpha=float(method["kl_alpha"]),
         free_nats=float(method["free_nats"]),
         rec_reduction=str(method["rec_reduction"]),
+        rec_hidden=str(method["rec_hidden"]),
         gamma=float(cfg["gamma"]),
         td_lambda=float(cfg["td_lambda"]),
     )
