@@ -30,7 +30,7 @@ Spec vs paper, and readings where the paper is silent (module docstring by rule)
     embeddings of the next posterior, VAE-2's predicted h vs the real h. `rec_hidden=same`
     takes VAE-2's term as written (h_t reconstructed from the embeddings of the posterior's
     draw of ŝ_t), `both` adds it to ours; `rec_reduction=sum` and `free_nats` are not in the
-    paper (probes of the world model's collapse: benchmarks/results/mmsa_wm_lbf_80k/).
+    paper (probes of the world model's collapse: benchmarks/results/mmsa_wm_lbf/).
   * The paper's Figure 2 has "the agent networks" choose the imagined actions from h; their
     Q_i needs z^o of an observation imagination does not have, so (as the spec) imagination
     follows the policy head pi(z^s, phi^s) of section 4.2, trained toward the greedy actions.
