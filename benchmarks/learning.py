@@ -105,6 +105,24 @@ def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -
     }
 
 
+def final_train_metrics(run_dir: Path, n_seeds: int, prefix: str, until: int | None, last: int = 3) -> dict:
+    """Training metrics whose names start with `prefix` (e.g. wm_: the world-model
+    diagnostics): the mean over seeds of each seed's last `last` logged lines at or before
+    `until` env steps (when given)."""
+    per_seed = []
+    for k in range(n_seeds):
+        lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        lines = [x for x in lines if any(key.startswith(prefix) for key in x)]
+        if until is not None:
+            lines = [x for x in lines if x["env_steps"] <= until]
+        per_seed.append(lines[-last:])
+    keys = sorted({key for lines in per_seed for x in lines for key in x if key.startswith(prefix)})
+    return {
+        key: float(np.mean([np.mean([x[key] for x in lines if key in x]) for lines in per_seed]))
+        for key in keys
+    }
+
+
 def first_reach(curve: dict, threshold: float):
     for steps, wall, value in zip(curve["env_steps"], curve["wall_s"], curve["mean"], strict=True):
         if value >= threshold:
@@ -156,7 +174,8 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
         f"steps_to_{args.threshold}": reach_steps,
         f"wall_s_to_{args.threshold}": reach_wall,
         "curve": curve,
-    }
+    } | ({"train_metrics": final_train_metrics(run_dir, cfg.num_seeds, args.train_metrics, args.steps)}
+         if args.train_metrics else {})  # fmt: skip
 
 
 def write(results: list, path: Path | None) -> None:
@@ -179,6 +198,14 @@ def main():
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, help="summarise these run dirs")
     parser.add_argument("--baseline", default=None, help="last-3 differences to this algorithm")
+    parser.add_argument(
+        "--labels", nargs="+", default=None, help="names for --from-runs (default: each run's algo)"
+    )
+    parser.add_argument(
+        "--train-metrics",
+        default=None,
+        help="also report training metrics with this prefix (e.g. wm_): last 3 lines",
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
     args = parser.parse_args()
 
@@ -208,8 +235,11 @@ def main():
         summary = run(cfg)
         results.append(summarise(run_dir, args, summary["wall_s"], summary["compile_s"], label=algo))
         write(results, args.json)
-    for run_dir in args.from_runs or []:
-        results.append(summarise(run_dir, args, None, None))
+    labels = args.labels or []
+    if args.from_runs and len(labels) not in (0, len(args.from_runs)):
+        parser.error(f"--labels names {len(labels)} runs and --from-runs gives {len(args.from_runs)}")
+    for i, run_dir in enumerate(args.from_runs or []):
+        results.append(summarise(run_dir, args, None, None, label=labels[i] if labels else None))
         write(results, args.json)
 
     print(f"\n{args.metric}, mean over seeds (env steps in thousands)")
@@ -233,6 +263,12 @@ def main():
             + "".join(f"{v:>8.3f}" for v in row)
             + f"{r['final_mean']:>8.3f} {ci:>22} {reached[0]:>14} {reached[1]:>10} {r['wall_s']:>8.0f}"
         )
+    if args.train_metrics:
+        keys = sorted({k for r in results for k in r.get("train_metrics", {})})
+        print(f"\ntraining metrics {args.train_metrics}*: mean over seeds of each seed's last 3 logged lines")
+        print(f"{'metric':<21}" + "".join(f"{r['algo'][:20]:>21}" for r in results))
+        for k in keys:
+            print(f"{k:<21}" + "".join(f"{r['train_metrics'].get(k, float('nan')):>21.3f}" for r in results))
     base = [r for r in results if r["algo"] == args.baseline]
     if base and len(base[0]["curve"]["values"]) > 1:
         print(f"\nlast-3 mean minus {args.baseline}'s, 95% Welch interval over seeds")
