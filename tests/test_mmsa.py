@@ -352,7 +352,7 @@ def test_every_variant_builds_and_its_update_traces(variant, batch):
     assert ("sale_obs" in metrics) == m["sale"]
     assert ("sale_state" in metrics) == (m["sale"] and m["world_model"])
     if m["world_model"]:
-        assert {f"wm_h_model_{m['horizon']}", "wm_h_still_1", "wm_zs_model_1"} <= set(metrics)
+        assert {f"wm_h_model_{m['horizon']}", "wm_h_still_1", "wm_h_mean_1", "wm_zs_model_1"} <= set(metrics)
     # the mixer's hypernetworks read [s, rollout] (rollout = (j + 1) x latent x n), or less
     width = (ENV.spec.state_dim if m["global_state"] else 0) + (
         (m["horizon"] + 1) * m["latent_dim"] * ENV.spec.n_agents if m["world_model"] else 0

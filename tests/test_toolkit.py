@@ -185,6 +185,9 @@ def test_prediction_errors_by_hand():
     # k = 2: pair (0,2) only: model (2-2)^2 = 0, still (0-2)^2 = 4
     np.testing.assert_allclose(out["model_2"], 0.0, atol=1e-7)
     np.testing.assert_allclose(out["still_2"], 4.0, rtol=1e-6)
+    # the best constant: k = 1 targets 1, 2 (mean 1.5, error 0.25 each); k = 2 one target, 0
+    np.testing.assert_allclose(out["mean_1"], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(out["mean_2"], 0.0, atol=1e-7)
 
 
 def test_compile_cache_folder_for_each_setting(monkeypatch, tmp_path):

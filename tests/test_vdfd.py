@@ -313,8 +313,8 @@ def test_each_variant_builds_and_trains_one_update(sections, warm, overrides):
         params, new, metrics = warm
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert {"wm_ac_model_0", "wm_af_model_0"} <= set(metrics)  # each branch's reconstruction
-    for k in (1, 2, 3):  # the diagnostics of both dynamic branches beside "nothing changes"
-        assert {f"wm_ac_model_{k}", f"wm_ac_still_{k}", f"wm_af_model_{k}", f"wm_af_still_{k}"} <= set(
+    for k in (1, 2, 3):  # both dynamic branches beside "nothing changes" and the best constant
+        assert {f"wm_{b}_{kind}_{k}" for b in ("ac", "af") for kind in ("model", "still", "mean")} <= set(
             metrics
         )
     assert int(new.updates) == 1

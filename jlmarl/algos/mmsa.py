@@ -49,7 +49,9 @@ Spec vs paper, and readings where the paper is silent (module docstring by rule)
 Diagnostics (update metrics): wm_{zs,h}_{model,still}_{1,j}: the squared error of the model's
 1-step and j-step predictions of the next latents' embedding z^s (ŝ without SALE) and of the
 joint hidden state h, imagined along the recorded actions from the posterior mean, against the
-real next steps' values, beside the "nothing changes" guess (x_{t+k} := x_t).
+real next steps' values, beside the "nothing changes" guess (x_{t+k} := x_t), and
+wm_{zs,h}_mean_{1,j}: the error of the best constant guess (the batch's mean), which a
+collapsed model reaches.
 """
 
 from __future__ import annotations
@@ -310,8 +312,9 @@ def world_model_terms(
 
 
 def diagnostics(nets: MmsaNets, params, mean: jax.Array, hidden: jax.Array, batch: EpisodeBatch) -> dict:
-    """1-step and j-step prediction errors of the model beside "nothing changes" (see the
-    module docstring): mean [B, T+1, d] posterior means, hidden [B, T+1, n H]."""
+    """1-step and j-step prediction errors of the model beside "nothing changes" and the best
+    constant guess (see the module docstring): mean [B, T+1, d] posterior means, hidden
+    [B, T+1, n H]."""
     model, j = nets.model, nets.horizon
     pred_s, pred_h = recorded_rollout(model, params, mean, batch.actions, j)
     real_s = model.apply(params, mean, method=MmsaWorldModel.state_embedding)
@@ -320,7 +323,7 @@ def diagnostics(nets: MmsaNets, params, mean: jax.Array, hidden: jax.Array, batc
     for name, pred, real in (("zs", pred_s, real_s), ("h", pred_h, hidden)):
         errs = world_model.prediction_errors(pred, real, valid)
         for k in sorted({1, j}):
-            for kind in ("model", "still"):
+            for kind in ("model", "still", "mean"):
                 # horizons longer than the batch's steps have no pairs: report 0
                 out[f"wm_{name}_{kind}_{k}"] = errs.get(f"{kind}_{k}", jnp.float32(0.0))
     return jax.lax.stop_gradient(out)

@@ -37,7 +37,8 @@ Choices where the paper leaves room (each in one place below):
   * `prior=false` (VDF-POST): no prior, KL(q || N(0, I)), no imagination (nothing to
     roll forward), so the mixer reads [s_t, O_t]; its k-step "prediction" in the
     diagnostics is its reconstruction of step t.
-  * The diagnostics (wm_{ac,af}_{model,still}_k) predict the real next steps, so they roll
+  * The diagnostics (wm_{ac,af}_{model,still,mean}_k; mean: the best constant guess, which a
+    collapsed branch reaches) predict the real next steps, so they roll
     the priors' means from the posterior means along the recorded actions (as MMSA's),
     not the mixer's imagination, whose draws and greedy actions need not be the ones taken.
     wm_{ac,af}_model_0, on the same scale, is the decoding of step t from its own posterior

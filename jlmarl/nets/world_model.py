@@ -51,12 +51,14 @@ def mixer_inputs(state: jax.Array, rollout: jax.Array, global_state: bool = True
 
 
 def prediction_errors(predicted: jax.Array, real: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
-    """Mean squared error of k-step predictions beside the "nothing changes" guess.
+    """Mean squared error of k-step predictions beside two guesses that know nothing.
 
     predicted [K, B, T, D]: predicted[k - 1, :, t] is the model's guess of real[:, t + k]
     made from step t; real [B, T, D]; valid bool [B, T] marks real steps. For each k
     = 1..K, averages over the (b, t) whose t and t + k are both real: `model_k` (the
-    prediction's error) and `still_k` (the error of guessing real[:, t + k] = real[:, t]).
+    prediction's error), `still_k` (the error of guessing real[:, t + k] = real[:, t]) and
+    `mean_k` (of guessing the batch's mean of real[:, t + k]: the best constant, which a
+    collapsed decoder reaches; where values jump between steps it beats `still_k`).
     Squared errors are summed over D, then averaged."""
     out = {}
     t_len = real.shape[1]
@@ -68,8 +70,11 @@ def prediction_errors(predicted: jax.Array, real: jax.Array, valid: jax.Array) -
         target = real[:, k:]
         model = ((predicted[k - 1, :, :-k] - target) ** 2).sum(-1)
         still = ((real[:, :-k] - target) ** 2).sum(-1)
+        centre = (target * both[..., None]).sum((0, 1)) / count
+        spread = ((target - centre) ** 2).sum(-1)
         out[f"model_{k}"] = (model * both).sum() / count
         out[f"still_{k}"] = (still * both).sum() / count
+        out[f"mean_{k}"] = (spread * both).sum() / count
     return out
 
 
