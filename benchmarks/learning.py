@@ -81,12 +81,17 @@ VARIANTS = {
 }
 
 
+def logged_lines(run_dir: Path, seed: int) -> list[dict]:
+    """Every line a run logged for one seed (training and evaluation), in order."""
+    return [json.loads(x) for x in (run_dir / "metrics" / f"seed_{seed}.jsonl").read_text().splitlines()]
+
+
 def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -> dict:
     """Per-seed evaluations (lines with `metric`); with `until`, cut after each seed's
     first evaluation at or past `until` env steps (a longer run at a shorter budget)."""
     per_seed = []
     for k in range(n_seeds):
-        lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        lines = logged_lines(run_dir, k)
         lines = [x for x in lines if x.get(metric) is not None]
         if until is not None:
             past = [i for i, x in enumerate(lines) if x["env_steps"] >= until]
@@ -111,7 +116,7 @@ def final_train_metrics(run_dir: Path, n_seeds: int, prefix: str, until: int | N
     `until` env steps (when given)."""
     per_seed = []
     for k in range(n_seeds):
-        lines = [json.loads(x) for x in (run_dir / "metrics" / f"seed_{k}.jsonl").read_text().splitlines()]
+        lines = logged_lines(run_dir, k)
         lines = [x for x in lines if any(key.startswith(prefix) for key in x)]
         if until is not None:
             lines = [x for x in lines if x["env_steps"] <= until]
