@@ -41,6 +41,7 @@ import numpy as np
 
 from jlmarl.config import load_config
 from jlmarl.core.buffer import buffer_sample
+from jlmarl.core.engine import over_seeds
 from jlmarl.core.rollout import UniformRandomPolicy, init_stream, run_episodes, run_segment
 from jlmarl.train import build
 
@@ -143,7 +144,7 @@ def measure(
         # each seed's clock (and the newest episodes, for learners that ask) as the engine tells it
         phase = engine.phase_at(np.min(np.asarray(carry.updates)))
         ctx = jax.vmap(lambda c: engine._context(c, phase, None))(carry)
-        update = jax.jit(jax.vmap(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
+        update = jax.jit(over_seeds(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
         update_s, _ = timed(update, carry.train_state, batch, keys, ctx)
     return {
         "algo": algo_name,
