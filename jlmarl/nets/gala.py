@@ -59,7 +59,10 @@ def sharpening(adj: jax.Array) -> jax.Array:
 def _propagate(features: Sequence[int], x: jax.Array, propagation: jax.Array) -> jax.Array:
     """x [..., n, D], propagation [..., n, n] -> [..., n, features[-1]]. Call inside nn.compact."""
     for i, f in enumerate(features):
-        x = propagation @ nn.Dense(f, use_bias=False, name=f"layer{i}")(x)
+        # The weights on rows flattened to 2-D: one plain product (and one for the
+        # weights' gradient) where XLA's CPU backend runs the N-D form slower.
+        y = nn.Dense(f, use_bias=False, name=f"layer{i}")(x.reshape(-1, x.shape[-1]))
+        x = propagation @ y.reshape(*x.shape[:-1], f)
         if i < len(features) - 1:
             x = nn.relu(x)
     return x
