@@ -116,6 +116,7 @@ class MmsaNets:
     rec_hidden: str
     gamma: float
     td_lambda: float
+    diag_episodes: int
 
     @property
     def mixer_input_dim(self) -> int:
@@ -314,8 +315,10 @@ def world_model_terms(
 def diagnostics(nets: MmsaNets, params, mean: jax.Array, hidden: jax.Array, batch: EpisodeBatch) -> dict:
     """1-step and j-step prediction errors of the model beside "nothing changes" and the best
     constant guess (see the module docstring): mean [B, T+1, d] posterior means, hidden
-    [B, T+1, n H]."""
-    model, j = nets.model, nets.horizon
+    [B, T+1, n H]. They read the batch's first diag_episodes episodes (a uniform draw from
+    the replay too): means over steps, so fewer episodes make them noisier, not different."""
+    model, j, e = nets.model, nets.horizon, nets.diag_episodes
+    mean, hidden, batch = mean[:e], hidden[:e], jax.tree.map(lambda x: x[:e], batch)
     pred_s, pred_h = recorded_rollout(model, params, mean, batch.actions, j)
     real_s = model.apply(params, mean, method=MmsaWorldModel.state_embedding)
     valid = jnp.concatenate([jnp.ones_like(batch.mask[:, :1]), batch.mask], axis=1)
@@ -435,6 +438,7 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
         rec_hidden=str(method["rec_hidden"]),
         gamma=float(cfg["gamma"]),
         td_lambda=float(cfg["td_lambda"]),
+        diag_episodes=int(method["diag_episodes"]),
     )
 
 

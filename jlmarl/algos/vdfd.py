@@ -42,7 +42,8 @@ Choices where the paper leaves room (each in one place below):
     the priors' means from the posterior means along the recorded actions (as MMSA's),
     not the mixer's imagination, whose draws and greedy actions need not be the ones taken.
     wm_{ac,af}_model_0, on the same scale, is the decoding of step t from its own posterior
-    draw: the floor a k-step prediction decoded by the same decoder starts from.
+    draw: the floor a k-step prediction decoded by the same decoder starts from. They
+    read the batch's first `diag_episodes` episodes (16: about 7% of an update at 128).
   * `posterior=mlp` (VDF-SV): the action-conditioned and action-free posteriors and
     their decoders run on the empty graph, where GALA's filters are the identity: the
     same layers as node-wise fully connected networks (parameters independent of n).
@@ -107,6 +108,7 @@ class Settings:
     posterior: str = "gala"
     gamma: float = 0.99
     td_lambda: float = 0.0
+    diag_episodes: int = 16
 
     @classmethod
     def from_cfg(cls, cfg: dict, method: dict) -> Settings:
@@ -123,6 +125,7 @@ class Settings:
             posterior=str(m["posterior"]),
             gamma=float(cfg["gamma"]),
             td_lambda=float(cfg["td_lambda"]),
+            diag_episodes=int(m["diag_episodes"]),
         )
 
     @property
@@ -455,12 +458,20 @@ def vdfd_loss(nets: Nets, s: Settings, params, target_params, q_target_all, batc
         s_k, v_k = nets.world.imagine(world, head, start, batch.avail, adj, k_imagine)
         imagined = jax.vmap(lambda a, v: masked_output(a, v, z_mean, s.masks))(s_k, v_k)
         rollout = wm.rollout_feature(first, imagined)  # [B, T+1, (j+1) d]
-        means = {"s": sg(lat["s_mean"]), "v": sg(lat["v_mean"])}
-        h_k, x_k = nets.world.predict_recorded(world, means, batch.actions, adj)
-    else:  # VDF-POST: no transition; the "prediction" is the reconstruction of step t
+    else:  # VDF-POST: nothing to roll forward
         rollout = first
-        h_k = jnp.broadcast_to(decoded["h"], (s.horizon, *decoded["h"].shape))
-        x_k = jnp.broadcast_to(decoded["x_af"], (s.horizon, *decoded["x_af"].shape))
+
+    # The diagnostics read the batch's first diag_episodes episodes (a uniform draw from
+    # the replay too): their errors are means over steps, so fewer episodes make them
+    # noisier, not different, and their k-step decodings stay a small part of the update.
+    e = s.diag_episodes
+    hs_d, valid_d, x_real = sg(hs[:e]), valid[:e], sg(decoded["x_af_target"][:e])
+    if s.prior:
+        means = {"s": sg(lat["s_mean"][:e]), "v": sg(lat["v_mean"][:e])}
+        h_k, x_k = nets.world.predict_recorded(world, means, batch.actions[:e], adj[:e])
+    else:  # VDF-POST: no transition; the "prediction" is the reconstruction of step t
+        h_k = jnp.broadcast_to(decoded["h"][:e], (s.horizon, *hs_d.shape))
+        x_k = jnp.broadcast_to(decoded["x_af"][:e], (s.horizon, *x_real.shape))
 
     td, aux = double_q_td_loss(
         q_all,
@@ -473,12 +484,9 @@ def vdfd_loss(nets: Nets, s: Settings, params, target_params, q_target_all, batc
         s.td_lambda,
     )
     metrics = {"td_loss": td, **aux, **{f"wm_{k}": v for k, v in terms.items()}}
-    errors = {
-        "ac": _prediction_errors(sg(h_k), sg(hs), valid),
-        "af": _prediction_errors(sg(x_k), sg(decoded["x_af_target"]), valid),
-    }
-    errors["ac"]["model_0"] = reconstruction_error(sg(decoded["h"]), sg(hs), valid)
-    errors["af"]["model_0"] = reconstruction_error(sg(decoded["x_af"]), sg(decoded["x_af_target"]), valid)
+    errors = {"ac": _prediction_errors(sg(h_k), hs_d, valid_d), "af": _prediction_errors(sg(x_k), x_real, valid_d)}
+    errors["ac"]["model_0"] = reconstruction_error(sg(decoded["h"][:e]), hs_d, valid_d)
+    errors["af"]["model_0"] = reconstruction_error(sg(decoded["x_af"][:e]), x_real, valid_d)
     for branch, errs in errors.items():
         metrics |= {f"wm_{branch}_{k}": v for k, v in errs.items()}
     return weighted_loss(td, terms, s.betas), metrics
