@@ -1,6 +1,9 @@
 """Config validation, checkpoint fallback and refusal, curves, and the non-finite stop."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -160,3 +163,19 @@ def test_non_finite_loss_stops_the_run_naming_step_and_metric(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: non-finite ")
     assert "in seed 0 at env_steps " in error and "last good checkpoint: none yet" in error
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"JAX_PLATFORMS": "cpu"}, "--xla_backend_optimization_level=1"),
+        ({"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=3"}, None),
+    ],
+)
+def test_import_sets_the_cpu_llvm_level_unless_the_user_chose_one(env, expected):
+    base = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = "import os, jlmarl; print(os.environ['XLA_FLAGS'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True)
+    flags = out.stdout.split()
+    levels = [f for f in flags if f.startswith("--xla_backend_optimization_level")]
+    assert levels == [expected or env["XLA_FLAGS"]]

@@ -484,7 +484,10 @@ def vdfd_loss(nets: Nets, s: Settings, params, target_params, q_target_all, batc
         s.td_lambda,
     )
     metrics = {"td_loss": td, **aux, **{f"wm_{k}": v for k, v in terms.items()}}
-    errors = {"ac": _prediction_errors(sg(h_k), hs_d, valid_d), "af": _prediction_errors(sg(x_k), x_real, valid_d)}
+    errors = {
+        "ac": _prediction_errors(sg(h_k), hs_d, valid_d),
+        "af": _prediction_errors(sg(x_k), x_real, valid_d),
+    }
     errors["ac"]["model_0"] = reconstruction_error(sg(decoded["h"][:e]), hs_d, valid_d)
     errors["af"]["model_0"] = reconstruction_error(sg(decoded["x_af"][:e]), x_real, valid_d)
     for branch, errs in errors.items():
