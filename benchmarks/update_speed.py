@@ -277,7 +277,8 @@ def main():
     out = {
         "command": "python benchmarks/update_speed.py "
         + " ".join(
-            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
         ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": {"jax": jax.__version__, "torch": torch.__version__},

@@ -97,7 +97,8 @@ def over_seeds(fn):
     """jax.vmap(fn) over the leading seed axis of every argument; with one seed, fn on
     the arguments without that axis. XLA's CPU backend lays out some products of a
     vmapped update worse even at size 1 (VDFD's graph products: one update at batch
-    128 x T 50 takes 327 ms vmapped and 214 ms plain), and most runs have one seed."""
+    128 x T 50 takes 245 ms vmapped and 177 ms plain; benchmarks/seed_vmap.py), and most
+    runs have one seed."""
     batched = jax.vmap(fn)
 
     def run(*args):
