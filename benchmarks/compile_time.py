@@ -42,14 +42,16 @@ def env_for(algo: str, env: str) -> str:
     return "oracle" if algo in I2Q_FAMILY else env
 
 
-def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path, old: bool = False) -> dict:
+def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path) -> dict:
     steps = 1000 if env.startswith("smax") else 400
     args = [f"algo={algo}", f"env={env}", *TINY, f"total_steps={steps}", f"test_interval={steps}"]
     if algo.startswith("pqn"):
         args += ["pqn.minibatches=2"]
     if algo == "limarl":
         args += ["limarl.pretrain_episodes=8", "limarl.val_episodes=2", "limarl.monitor_episodes=2"]
-        args += [] if old else ["limarl.kl_warmup=5"]  # the new checkout checks it fits Phase I
+        # checkouts that count the warm-up in representation steps check that it fits Phase I
+        counted = "representation gradient steps" in (checkout / "configs/algo/limarl.yaml").read_text()
+        args += ["limarl.kl_warmup=5"] if counted else []
     if algo == "belief_i2q":  # its belief model is pre-trained once, outside the timing
         belief = [
             "belief_i2q.episodes=64",
@@ -109,7 +111,7 @@ def main():
                 measured.add(key)
                 row = {"algo": algo, "env": name}
                 if args.old and has_algo(args.old, algo):
-                    row["old_cold"] = one_run(args.old, algo, name, [], Path(tmp) / f"old_{key}", old=True)
+                    row["old_cold"] = one_run(args.old, algo, name, [], Path(tmp) / f"old_{key}")
                 cache = f"compile_cache={tmp}/cache_{key}"  # empty: the cold run fills it
                 row["new_cold"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"cold_{key}")
                 row["new_warm"] = one_run(ROOT, algo, name, [cache], Path(tmp) / f"warm_{key}")
