@@ -276,6 +276,25 @@ def test_a_masked_branch_does_not_reach_the_mixer(sections, warm):
     assert float(td0) != float(td1)
 
 
+def test_the_diagnostics_read_only_the_first_diag_episodes(sections, warm):
+    """diag_episodes=1 changes no loss, and its action-conditioned diagnostics (from the
+    posterior means along the recorded actions: no draw) are those of episode 0 alone."""
+    batch, key = tiny_batch(), jax.random.PRNGKey(7)
+    first = jax.tree.map(lambda x: x[:1], batch)
+
+    def run(batch, episodes):
+        nets, s, params, _, _ = loss_setup(*sections, diag_episodes=episodes)
+        q_target = unroll(nets.agent, params["agent"], episode_inputs(batch.obs, batch.actions, ACTIONS))
+        with jax.disable_jit():
+            return vdfd.vdfd_loss(nets, s, params, params, q_target, batch, key)
+
+    (total_all, m_all), (total_one, m_one), (_, m_first) = run(batch, B), run(batch, 1), run(first, B)
+    assert float(total_one) == float(total_all) and float(m_one["td_loss"]) == float(m_all["td_loss"])
+    ac = [f"wm_ac_{kind}_{k}" for kind in ("model", "still", "mean") for k in (1, 2, 3)]
+    np.testing.assert_allclose([m_one[m] for m in ac], [m_first[m] for m in ac], rtol=1e-6)
+    assert any(abs(float(m_one[m]) - float(m_all[m])) > 1e-6 for m in ac)
+
+
 def test_acting_is_decentralised(sections):
     """Other agents' observations change: agent 0's action and carry do not (act gets no
     state at all); agent 1's own observation does change its carry."""
