@@ -43,7 +43,8 @@ Choices where the paper leaves room (each in one place below):
     not the mixer's imagination, whose draws and greedy actions need not be the ones taken.
     wm_{ac,af}_model_0, on the same scale, is the decoding of step t from its own posterior
     draw: the floor a k-step prediction decoded by the same decoder starts from. They
-    read the batch's first `diag_episodes` episodes (16: about 7% of an update at 128).
+    read the batch's first `diag_episodes` episodes (16; all 128 of a batch cost 7% of
+    an update).
   * `posterior=mlp` (VDF-SV): the action-conditioned and action-free posteriors and
     their decoders run on the empty graph, where GALA's filters are the identity: the
     same layers as node-wise fully connected networks (parameters independent of n).
