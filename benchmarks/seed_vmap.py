@@ -4,7 +4,7 @@
                                    [--T 50] [--reps 7] [--out FILE]
 
 Builds each learner as the CLI does and times its jitted update on a random batch
-(update_profile.random_batch) three ways: plain; under `jax.vmap` over a seed axis of
+(update_profile.update_args) three ways: plain; under `jax.vmap` over a seed axis of
 size 1 (what the engine did for every run); and through `core.engine.over_seeds` on
 that axis (what it does now). Median of --reps calls after one warm-up; prints a table
 and writes JSON.
@@ -19,14 +19,10 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from update_profile import random_batch
+from update_profile import update_args
 
-from jlmarl.config import load_config
-from jlmarl.core.algo import UpdateContext
 from jlmarl.core.engine import over_seeds
-from jlmarl.train import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,12 +39,7 @@ def median_ms(fn, args, reps: int) -> float:
 
 
 def measure(algo_name: str, env: str, batch: int, t: int, reps: int) -> dict:
-    engine = build(load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"]))
-    spec, algo = engine.env.spec, engine.algo
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    now = jnp.int32(10**5)
-    ctx = UpdateContext(jnp.int32(10**6), now, now, jnp.int32(len(algo.phases)), None)
-    args = (algo.init(keys[0]), random_batch(spec, batch, t, keys[2]), keys[1], ctx)
+    algo, args = update_args(algo_name, env, batch, t)
     one_seed = jax.tree.map(lambda x: x[None], args)
     return {
         "algo": algo_name, "env": env, "batch": batch, "T": t,

@@ -91,9 +91,10 @@ def op_times(trace_dir: Path) -> dict[str, float]:
     return totals
 
 
-def profile(algo_name: str, env: str, batch: int, t: int, reps: int, top: int = 0) -> dict:
-    cfg = load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"])
-    engine = build(cfg)
+def update_args(algo_name: str, env: str, batch: int, t: int):
+    """(algo, (train_state, batch, key, ctx)): a learner built as the CLI builds it and the
+    arguments of one main-training update on a random batch of t steps."""
+    engine = build(load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"]))
     spec, algo = engine.env.spec, engine.algo
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     ts = algo.init(keys[0])
@@ -101,7 +102,11 @@ def profile(algo_name: str, env: str, batch: int, t: int, reps: int, top: int = 
     ctx = UpdateContext(
         jnp.int32(10**6), jnp.int32(10**5), jnp.int32(10**5), jnp.int32(len(algo.phases)), recent
     )
-    args = (ts, random_batch(spec, batch, t, keys[2]), keys[1], ctx)
+    return algo, (ts, random_batch(spec, batch, t, keys[2]), keys[1], ctx)
+
+
+def profile(algo_name: str, env: str, batch: int, t: int, reps: int, top: int = 0) -> dict:
+    algo, args = update_args(algo_name, env, batch, t)
     compiled = jax.jit(algo.update).lower(*args).compile()
     names = dict(OP_NAME.findall(compiled.as_text()))
     jax.block_until_ready(compiled(*args))
