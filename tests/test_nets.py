@@ -177,3 +177,51 @@ def test_gaussian_head_log_variance_is_clipped_so_draws_stay_finite():
     assert np.abs(raw).max() > 100  # the scene does reach past the range
     z = sample(jax.random.key(1), jnp.zeros_like(logvar), logvar)
     assert np.isfinite(np.asarray(z)).all() and np.abs(np.asarray(z)).max() < 6 * np.exp(LOGVAR_RANGE[1] / 2)
+
+
+def test_over_rows_gives_the_direct_values_and_gradients_in_chunks():
+    from jlmarl.nets.rows import over_rows
+
+    w = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 5, 3, 4))  # [B, T, n, D]
+    y = jax.random.normal(jax.random.PRNGKey(2), (6, 5, 3, 8))
+
+    def fn(w, x, y):  # row-wise, two outputs
+        h = jnp.tanh(x @ w) * y
+        return h.sum(-1), h
+
+    def loss(w, rows):
+        s, h = over_rows(lambda x, y: fn(w, x, y), 3, x, y, rows=rows)
+        return (s**2).sum() + jnp.sin(h).sum()
+
+    want, want_grad = jax.value_and_grad(loss)(w, 0)
+    # 15 rows per episode: 10 rows -> one episode per chunk, 30 -> two (6 = 3 x 2)
+    for rows in (10, 30):
+        assert "scan" in str(jax.make_jaxpr(lambda w, r=rows: loss(w, r))(w))  # it did chunk
+        got, got_grad = jax.value_and_grad(loss)(w, rows)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+    s, h = over_rows(lambda x, y: fn(w, x, y), 3, x, y, rows=30)
+    assert s.shape == (6, 5, 3) and h.shape == (6, 5, 3, 8)
+
+
+def test_the_per_action_head_unrolls_the_same_in_chunks(monkeypatch):
+    from jlmarl.nets import rows
+    from jlmarl.nets.sale import SaleAgent
+
+    agent = SaleAgent(16, 5, obs_dim=6, embed_dim=4, q_hidden=8)
+    d = 6 + 5 + 3 + agent.feature_width()  # [o, last action, id, z^o, z^oa for every action]
+    x = jax.random.normal(jax.random.PRNGKey(3), (4, 7, 3, d))
+    params = agent.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), x[0, 0])
+
+    def run(chunk):
+        monkeypatch.setattr(rows, "CPU_ROWS", chunk)  # read while tracing
+        q = unroll(agent, params, x)
+        grad = jax.grad(lambda p: unroll(agent, p, x).sum())(params)
+        return q, grad
+
+    q_whole, g_whole = run(0)
+    q_chunks, g_chunks = run(21)  # one episode (7 steps x 3 agents) per chunk
+    np.testing.assert_allclose(q_chunks, q_whole, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_chunks), jax.tree.leaves(g_whole), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

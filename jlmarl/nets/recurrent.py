@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jlmarl.nets.rows import over_rows
+
 
 def trunk(
     hidden: jax.Array,
@@ -85,15 +87,20 @@ def unroll(
         layers = getattr(module, "layers", 1)
         h_in, hs = trunk_states(params["params"], module.trunk_inputs(inputs), h0, keep, layers)
 
-        # The whole module once over all steps, its GRU answering with the scanned h_t: the
-        # heads, whatever their shape, run on them, and the trunk's own layers are dead code.
-        def scanned_states(call, args, kwargs, context):
-            if isinstance(context.module, nn.GRUCell) and context.method_name == "__call__":
-                return hs, hs
-            return call(*args, **kwargs)
+        # The whole module over all steps, its GRU answering with the scanned h_t: the heads,
+        # whatever their shape, run on them, and the trunk's own layers are dead code. A
+        # module with `wide_heads` (a head per action) runs them in chunks of rows.
+        def heads(h_in, inputs, hs):
+            def scanned_states(call, args, kwargs, context):
+                if isinstance(context.module, nn.GRUCell) and context.method_name == "__call__":
+                    return hs, hs
+                return call(*args, **kwargs)
 
-        with nn.intercept_methods(scanned_states):
-            _, outs = module.apply(params, h_in, inputs)
+            with nn.intercept_methods(scanned_states):
+                return module.apply(params, h_in, inputs)[1]
+
+        wide = getattr(module, "wide_heads", False)
+        outs = over_rows(heads, 3, h_in, inputs, hs) if wide else heads(h_in, inputs, hs)
         return (hs, outs) if with_hidden else outs
 
     def step(h, xs):
@@ -130,7 +137,9 @@ def trunk_states(p, x: jax.Array, h0: jax.Array, keep: jax.Array, layers: int):
     w_i = jnp.concatenate([g["ir"]["kernel"], g["iz"]["kernel"], g["in"]["kernel"]], axis=-1)
     b_i = jnp.concatenate([g["ir"]["bias"], g["iz"]["bias"], g["in"]["bias"]], axis=-1)
     w_h = jnp.concatenate([g["hr"]["kernel"], g["hz"]["kernel"], g["hn"]["kernel"]], axis=-1)
-    pre = jnp.swapaxes(x @ w_i + b_i, 0, 1)  # [T, B, n, 3H]: every step's input side at once
+    # [T, B, n, 3H]: every step's input side at once, time-major for the scan (transposing x,
+    # a third of the width of the product, before it: QMIX's update -4%)
+    pre = jnp.swapaxes(x, 0, 1) @ w_i + b_i
     h_in, hs = gru_scan(pre, h0, keep, w_h, g["hn"]["bias"])
     return jnp.swapaxes(h_in, 0, 1), jnp.swapaxes(hs, 0, 1)
 

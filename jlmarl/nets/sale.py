@@ -127,6 +127,8 @@ class SaleAgent(nn.Module):
     norm: str = "avg_l1"
     candidates: int = 0
 
+    wide_heads = True  # unroll runs the per-action head in chunks of rows (nets/rows.py)
+
     def feature_width(self) -> int:
         k = self.candidates or self.n_actions
         return self.embed_dim * (1 + k) + self.candidates * self.n_actions
