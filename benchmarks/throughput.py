@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--algos qmix limarl mmsa] [--envs smax_3m smax_corridor]
                                     [--num-envs 8 64 512] [--num-seeds 1 8] [--settle-chunks 6]
-                                    [--update-len T] [--json PATH] [key=value ...]
+                                    [--rounds R] [--update-len T] [--json PATH] [key=value ...]
 
 For every (algo, env, num_envs, num_seeds):
   env_only_sps  the episode rollout with uniformly random valid actions (the floor
@@ -11,7 +11,9 @@ For every (algo, env, num_envs, num_seeds):
   train_sps     the full compiled chunk (collect, store, K = num_envs/8 updates of 128
                 episodes, target update), with training active, timed for every learner
                 after the same --settle-chunks training chunks (and for LIMARL after its
-                Phase I: pretrain_chunks chunks, timed as pretrain_chunk_s)
+                Phase I: pretrain_chunks chunks, timed as pretrain_chunk_s); with
+                --rounds R, the learners of a setting are all prepared first and timed
+                in R alternated rounds (train_sps_rounds, and each round's ratio to QMIX)
   ep_length     mean episode length in the timed chunks: updates cut batches to the
                 longest sampled episode (time buckets), so learners whose policies play
                 longer episodes pay more per update; compare train_sps with this in view
@@ -58,15 +60,16 @@ def timed(fn, *args, min_reps=2, budget_s=8.0):
     return (time.perf_counter() - start) / reps, out
 
 
-def measure(
+def prepare(
     env_name: str,
     num_envs: int,
     num_seeds: int,
     algo_name: str = "qmix",
     overrides: tuple[str, ...] = (),
     settle_chunks: int = 6,
-    update_len: int | None = None,
 ) -> dict:
+    """Everything before the timed training chunks: env-only and collection speed, the
+    compiled chunk, and a carry past the buffer fill, Phase I and --settle-chunks chunks."""
     cfg = load_config(
         [
             f"algo={algo_name}",
@@ -126,15 +129,41 @@ def measure(
         elif settled >= settle_chunks:
             break
         settled += 1
+    return {
+        "algo_name": algo_name, "env_name": env_name, "num_envs": num_envs, "num_seeds": num_seeds,
+        "overrides": overrides, "cfg": cfg, "engine": engine, "keys": keys, "chunk": chunk,
+        "carry": carry, "index": index, "due": due, "env_s": env_s, "env_steps": env_steps,
+        "col_s": col_s, "col_steps": col_steps, "compile_s": compile_s,
+        "warmup_s": warmup_s, "warmup_chunks": warmup_chunks, "timed": [],
+    }  # fmt: skip
+
+
+def time_chunks(run: dict, budget_s: float = 20.0, min_reps: int = 3) -> float:
+    """Runs timed training chunks (at least min_reps, then until budget_s or 50) on the
+    prepared run, appends (env steps, seconds, episode lengths) to run["timed"] and returns
+    this round's env steps/s."""
+    chunk, due, carry = run["chunk"], run["due"], run["carry"]
     reps, steps, lengths, start = 0, 0, [], time.perf_counter()
-    while reps < 3 or (time.perf_counter() - start < 20.0 and reps < 50):
+    while reps < min_reps or (time.perf_counter() - start < budget_s and reps < 50):
         before = int(carry.env_steps.sum())
-        carry, metrics, _ = chunk(carry, np.int32(index + reps), np.ones_like(due), due)
+        carry, metrics, _ = chunk(carry, np.int32(run["index"] + reps), np.ones_like(due), due)
         steps += int(carry.env_steps.sum()) - before
         lengths.append(float(np.mean(metrics["ep_length"])))
         reps += 1
-    train_s = (time.perf_counter() - start) / reps
+    seconds = time.perf_counter() - start
+    run["carry"], run["index"] = carry, run["index"] + reps
+    run["timed"].append((steps, seconds, reps, lengths))
+    return steps / seconds
 
+
+def record(run: dict, update_len: int | None = None) -> dict:
+    """The record of a prepared and timed run, with one update at a fixed batch length."""
+    engine, carry, keys = run["engine"], run["carry"], run["keys"]
+    env, algo, cfg = engine.env, engine.algo, run["cfg"]
+    steps = sum(t[0] for t in run["timed"])
+    seconds = sum(t[1] for t in run["timed"])
+    reps = sum(t[2] for t in run["timed"])
+    train_s = seconds / reps
     # One update at a fixed batch length, on a batch of this learner's own buffer (on-policy
     # learners have none: their update is the chunk's, timed in train_sps).
     t_len = update_len or env.spec.episode_limit // 2
@@ -146,27 +175,29 @@ def measure(
         ctx = jax.vmap(lambda c: engine._context(c, phase, None))(carry)
         update = jax.jit(over_seeds(lambda ts, b, k, x: algo.update(ts, b.truncate(t_len), k, x)))
         update_s, _ = timed(update, carry.train_state, batch, keys, ctx)
+    env_s, col_s, warmup_s = run["env_s"], run["col_s"], run["warmup_s"]
     return {
-        "algo": algo_name,
-        "env": env_name,
-        "num_envs": num_envs,
-        "num_seeds": num_seeds,
-        "env_only_sps": float(env_steps) / env_s,
-        "collect_sps": float(col_steps) / col_s,
-        "train_sps": steps / reps / train_s,
-        "ep_length": float(np.mean(lengths)),
+        "algo": run["algo_name"],
+        "env": run["env_name"],
+        "num_envs": run["num_envs"],
+        "num_seeds": run["num_seeds"],
+        "env_only_sps": float(run["env_steps"]) / env_s,
+        "collect_sps": float(run["col_steps"]) / col_s,
+        "train_sps": steps / seconds,
+        "train_sps_rounds": [t[0] / t[1] for t in run["timed"]],
+        "ep_length": float(np.mean([x for t in run["timed"] for x in t[3]])),
         "update_len": t_len,
         "update_s_T": update_s,
-        "chunk_compile_s": compile_s,
+        "chunk_compile_s": run["compile_s"],
         "chunk_s": train_s,
         "env_s": env_s,
         "acting_s": max(col_s - env_s, 0.0),
         "updates_s": max(train_s - col_s, 0.0),
         "updates_per_chunk": engine.cfg.updates_per_chunk,
-        "pretrain_chunks": warmup_chunks,  # chunks that also trained LIMARL's representation
+        "pretrain_chunks": run["warmup_chunks"],  # chunks that also trained LIMARL's representation
         "pretrain_chunk_s": float(np.mean(warmup_s)) if warmup_s else None,
         "device": jax.devices()[0].device_kind,
-        "overrides": list(overrides),
+        "overrides": list(run["overrides"]),
     }
 
 
@@ -187,6 +218,13 @@ def main():
         default=None,
         help="batch length T of the fixed-shape update timing (default: half the episode limit)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the learners of each setting over this many timing rounds (20 s of chunks "
+        "in all per learner), so that the machine's drift hits all alike; ratios to QMIX per round",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the records here (a JSON list)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every run (algo.hidden_dim=64)")
     args = parser.parse_args()
@@ -198,30 +236,28 @@ def main():
     )
     print(header, flush=True)
     records = []
-    grid = [
-        (a, e, n, s) for a in args.algos for e in args.envs for n in args.num_envs for s in args.num_seeds
-    ]
-    for algo_name, env_name, num_envs, num_seeds in grid:
-        r = measure(
-            env_name,
-            num_envs,
-            num_seeds,
-            algo_name,
-            tuple(args.overrides),
-            args.settle_chunks,
-            args.update_len,
-        )
-        records.append(r)
-        split = [100 * r[k] / r["chunk_s"] for k in ("env_s", "acting_s", "updates_s")]
-        print(
-            f"{algo_name:<8} {r['env']:<14} {num_envs:>5} {num_seeds:>5} {r['env_only_sps']:>11.0f} "
-            f"{r['collect_sps']:>10.0f} {r['collect_sps'] / r['env_only_sps']:>8.2f} "
-            f"{r['train_sps']:>9.0f} {r['ep_length']:>6.1f} "
-            f"{'-' if r['update_s_T'] is None else format(r['update_s_T'], '.3f'):>8} "
-            f"{r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
-            f"{split[0]:>5.0f} {split[1]:>5.0f} {split[2]:>5.0f}",
-            flush=True,
-        )
+    settings = [(e, n, s) for e in args.envs for n in args.num_envs for s in args.num_seeds]
+    for env_name, num_envs, num_seeds in settings:
+        runs = [
+            prepare(env_name, num_envs, num_seeds, a, tuple(args.overrides), args.settle_chunks)
+            for a in args.algos
+        ]
+        for _ in range(args.rounds):
+            for run in runs:
+                time_chunks(run, 20.0 / args.rounds)
+        for run in runs:
+            r = record(run, args.update_len)
+            records.append(r)
+            split = [100 * r[k] / r["chunk_s"] for k in ("env_s", "acting_s", "updates_s")]
+            print(
+                f"{r['algo']:<8} {r['env']:<14} {num_envs:>5} {num_seeds:>5} {r['env_only_sps']:>11.0f} "
+                f"{r['collect_sps']:>10.0f} {r['collect_sps'] / r['env_only_sps']:>8.2f} "
+                f"{r['train_sps']:>9.0f} {r['ep_length']:>6.1f} "
+                f"{'-' if r['update_s_T'] is None else format(r['update_s_T'], '.3f'):>8} "
+                f"{r['chunk_compile_s']:>9.1f} {r['chunk_s']:>8.3f} "
+                f"{split[0]:>5.0f} {split[1]:>5.0f} {split[2]:>5.0f}",
+                flush=True,
+            )
         add_qmix_ratios(records)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +267,12 @@ def main():
             print(
                 f"{r['algo']} / qmix on {r['env']} ({r['num_envs']} envs, {r['num_seeds']} seeds): "
                 f"training throughput {r['train_sps_vs_qmix']:.0%}"
+                + (
+                    f" (rounds: median {np.median(r['train_sps_vs_qmix_rounds']):.0%}, "
+                    f"{min(r['train_sps_vs_qmix_rounds']):.0%}-{max(r['train_sps_vs_qmix_rounds']):.0%})"
+                    if len(r["train_sps_vs_qmix_rounds"]) > 1
+                    else ""
+                )
                 + (
                     f", update speed at T={r['update_len']} {r['update_T_vs_qmix']:.0%}"
                     if r["update_s_T"]
@@ -248,6 +290,8 @@ def add_qmix_ratios(records: list[dict]) -> None:
         base = qmix.get(setting(r))
         if base:
             r["train_sps_vs_qmix"] = r["train_sps"] / base["train_sps"]
+            pairs = zip(r["train_sps_rounds"], base["train_sps_rounds"], strict=True)
+            r["train_sps_vs_qmix_rounds"] = [a / b for a, b in pairs]
             if r["update_s_T"]:
                 r["update_T_vs_qmix"] = base["update_s_T"] / r["update_s_T"]
 
