@@ -147,19 +147,24 @@ def test_the_written_out_gru_gradient_equals_autodiff_of_the_scan():
     h0 = jax.random.normal(k[1], (2, 3, 4))
     keep = jnp.ones((5, 2, 1, 1)).at[2, 1].set(0.0)  # a new episode inside the second row
     w_h, b_hn = 0.5 * jax.random.normal(k[2], (4, 12)), jax.random.normal(k[3], (4,))
+    b_i = jax.random.normal(k[4], (12,))
     weights = jax.random.normal(k[4], (2, 5, 2, 3, 4))  # cotangents on both outputs
 
     def loss(scan):
-        def f(pre, h0, w_h, b_hn):
-            h_in, hs = scan(pre, h0, keep, w_h, b_hn)[:2]
+        def f(pre, h0, w_h, b_hn, b_i):
+            h_in, hs = scan(pre, h0, keep, w_h, b_hn, b_i)[:2]
             return (weights[0] * h_in).sum() + (weights[1] * jnp.tanh(hs)).sum()
 
         return f
 
-    args = (pre, h0, w_h, b_hn)
+    args = (pre, h0, w_h, b_hn, b_i)
     np.testing.assert_allclose(loss(gru_scan)(*args), loss(_gru_steps)(*args), rtol=1e-6)
-    written = jax.grad(loss(gru_scan), argnums=(0, 1, 2, 3))(*args)
-    autodiff = jax.grad(loss(_gru_steps), argnums=(0, 1, 2, 3))(*args)
+    # the input biases act as part of the input side: b_i inside equals pre + b_i outside
+    np.testing.assert_allclose(
+        loss(gru_scan)(*args), loss(gru_scan)(pre + b_i, h0, w_h, b_hn, 0 * b_i), rtol=1e-6
+    )
+    written = jax.grad(loss(gru_scan), argnums=(0, 1, 2, 3, 4))(*args)
+    autodiff = jax.grad(loss(_gru_steps), argnums=(0, 1, 2, 3, 4))(*args)
     for a, b in zip(written, autodiff, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
