@@ -138,7 +138,7 @@ def trunk_states(p, x: jax.Array, h0: jax.Array, keep: jax.Array, layers: int):
     b_i = jnp.concatenate([g["ir"]["bias"], g["iz"]["bias"], g["in"]["bias"]], axis=-1)
     w_h = jnp.concatenate([g["hr"]["kernel"], g["hz"]["kernel"], g["hn"]["kernel"]], axis=-1)
     # [T, B, n, 3H]: every step's input side at once, time-major for the scan (transposing x,
-    # a third of the width of the product, before it: QMIX's update -4%)
+    # a third of the width of the product, before it)
     pre = jnp.swapaxes(x, 0, 1) @ w_i
     h_in, hs = gru_scan(pre, h0, keep, w_h, g["hn"]["bias"], b_i)
     return jnp.swapaxes(h_in, 0, 1), jnp.swapaxes(hs, 0, 1)
@@ -170,8 +170,8 @@ def gru_scan(pre, h0, keep, w_h, b_hn, b_i):
     z, n gates for every step), h0 [..., H], keep [T, ...] (0 zeroes the state before that
     step), w_h [H, 3H] (hr, hz, hn kernels), b_hn [H], b_i [3H] (the input side's biases,
     added inside the step's fused gate arithmetic instead of in a pass of their own over
-    [T, ..., 3H] in memory: QMIX's update -6%, MMSA's -8%) -> (h entering each step, h_t),
-    each [T, ..., H].
+    [T, ..., 3H] in memory; benchmarks/results/update_ab_s6.json) -> (h entering each step,
+    h_t), each [T, ..., H].
 
     Its gradient is written out (custom_vjp): the reverse scan carries only dh and stacks
     the gate gradients, and the hidden kernel's gradient is one product over all steps
