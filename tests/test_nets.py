@@ -147,7 +147,7 @@ def test_the_written_out_gru_gradient_equals_autodiff_of_the_scan():
     h0 = jax.random.normal(k[1], (2, 3, 4))
     keep = jnp.ones((5, 2, 1, 1)).at[2, 1].set(0.0)  # a new episode inside the second row
     w_h, b_hn = 0.5 * jax.random.normal(k[2], (4, 12)), jax.random.normal(k[3], (4,))
-    b_i = jax.random.normal(k[4], (12,))
+    b_i = jax.random.normal(jax.random.fold_in(k[4], 1), (12,))
     weights = jax.random.normal(k[4], (2, 5, 2, 3, 4))  # cotangents on both outputs
 
     def loss(scan):
