@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+import ab
 import jax
 import numpy as np
 from update_profile import update_args
@@ -86,10 +87,7 @@ def main():
         r = update_times(name, args.env, args.batch, args.T, args.rows, args.rounds)
         results.append(r)
         print(f"{name:<8} " + " ".join(f"{r['median_ms'][str(s)]:>11.1f}" for s in args.rows), flush=True)
-    out = {
-        "command": f"python benchmarks/row_chunks.py --algos {' '.join(args.algos)} --env {args.env} "
-        f"--batch {args.batch} --T {args.T} --rows {' '.join(map(str, args.rows))} --rounds {args.rounds}",
-        "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+    out = ab.header("row_chunks.py", None, ROOT) | {
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_average_start": load,
         "load_average_end": os.getloadavg()[0],
