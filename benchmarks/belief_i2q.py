@@ -7,7 +7,8 @@
 
 Every finished (env, algo, variant) run is written to <out>/runs/<env>__<algo>__<variant>.json
 and reused by a rerun with the same settings, so an interrupted sweep continues where it
-stopped (a run in progress starts again). --grid adds, for belief_i2q and rec_i2q, the
+stopped; a run in progress saves itself at every evaluation (<env>__<algo>__<variant>.progress.pkl
+beside it, removed when it finishes) and continues from there. --grid adds, for belief_i2q and rec_i2q, the
 2 x 2 of Qss context {on, off} x f-error reduction {sum, mean} (the defaults, off and mean,
 are the paper's and run first); --transitions K trains on K uniformly drawn transitions per
 update (algo.transitions; the paper's code: 128) instead of whole episodes.
@@ -41,10 +42,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
 import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
@@ -113,7 +117,31 @@ def belief_checkpoint(env: str, args, out: Path) -> tuple[Path, dict]:
     return path, pretrain(load_config(overrides), log_every=max(args.belief_steps // 5, 1))
 
 
-def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dict:
+def save_progress(path: Path, key: dict, i: int, carry, points: list, times: tuple[float, float]) -> None:
+    """The run so far (after chunk i; times: its wall and compile seconds), written whole
+    or not at all: a run stopped at any moment continues from its last evaluation."""
+    state = {"key": key, "i": i, "carry": jax.device_get(carry), "points": points, "times": times}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(pickle.dumps(state))
+    os.replace(tmp, path)
+
+
+def load_progress(path: Path, key: dict, template):
+    """(i, carry, points, times) saved for the same run, or None (no file, another
+    run's, or a carry of other shapes or types than the template's)."""
+    if not path.exists():
+        return None
+    state = pickle.loads(path.read_bytes())
+    if state["key"] != key or _leaf_types(state["carry"]) != _leaf_types(template):
+        return None
+    return state["i"], jax.tree.map(jnp.asarray, state["carry"]), state["points"], state["times"]
+
+
+def _leaf_types(tree) -> list:
+    return [(np.shape(x), np.dtype(x.dtype)) for x in jax.tree.leaves(tree)]
+
+
+def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str], progress: Path) -> dict:
     overrides = [
         f"algo={algo}",
         f"env={env}",
@@ -136,10 +164,17 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
     t0 = time.time()
     carry = engine.init(engine.seed_keys(seeds))
     all_due = np.ones(args.seeds, bool)
-    carry, _, test = engine.chunk(carry, np.int32(0), np.zeros_like(all_due), all_due)  # before any training
-    compile_s = time.time() - t0
-    points = [(0, np.zeros(args.seeds), jax.device_get(test))]
-    for i in range(chunks):
+    key = {"overrides": overrides, "episodes": args.episodes, "eval_every": args.eval_every}
+    found = load_progress(progress, key, carry)
+    if found is None:  # the evaluation before any training
+        carry, _, test = engine.chunk(carry, np.int32(0), np.zeros_like(all_due), all_due)
+        points, start = [(0, np.zeros(args.seeds), jax.device_get(test))], 0
+        compile_s = time.time() - t0
+    else:  # the wall time then counts this process's compile on top of the time before
+        done, carry, points, (elapsed, compile_s) = found
+        start, t0 = done + 1, t0 - elapsed
+        print(f"[{env} {algo}] continuing after episode {start * num_envs} from {progress}", flush=True)
+    for i in range(start, chunks):
         due = all_due if ((i + 1) % eval_every == 0 or i == chunks - 1) else ~all_due
         carry, _, test = engine.chunk(carry, np.int32(i), all_due, due)
         if due.any():
@@ -153,6 +188,7 @@ def train_curves(algo: str, env: str, ckpt: Path, args, extra: list[str]) -> dic
                 f"(seeds {np.array2string(ret, precision=2)}) {info} {time.time() - t0:.0f}s",
                 flush=True,
             )
+            save_progress(progress, key, i, carry, points, (time.time() - t0, compile_s))
     returns = np.array([p[2]["test_return_mean"] for p in points]).T  # [seeds, points]
     mean, half = ci95(returns)
     episodes = np.array([p[0] for p in points])
@@ -323,11 +359,13 @@ def main() -> None:
             print(f"[{env} {algo} {variant}] reusing {path}", flush=True)
             curve = json.loads(path.read_text())
         else:
+            progress = path.with_suffix(".progress.pkl")
             curve = train_curves(
-                algo, env, Path(result["belief"][env]["checkpoint"]), args, [*extra, *overrides]
+                algo, env, Path(result["belief"][env]["checkpoint"]), args, [*extra, *overrides], progress
             )
             curve.update(variant=variant, settings=settings)
             path.write_text(json.dumps(curve, indent=1))
+            progress.unlink(missing_ok=True)
         result["curves"].append(curve)
         summary.write_text(json.dumps(result, indent=1))
     plot([c for c in result["curves"] if c.get("variant", "default") == "default"], args.out / "curves.png")

@@ -8,7 +8,8 @@
 Each row runs one of the benchmark scripts (or `jlmarl.train`) into its own folder under
 --root (default benchmarks/results/fidelity_quick for quick, benchmarks/results for
 paper). Every script reuses the runs it finds finished there, so a rerun continues
-where the last one stopped (a run in progress starts again). The table is
+where the last one stopped (a `jlmarl.train` run in progress resumes from its checkpoint
+and a Belief-I2Q run from its last evaluation; the other scripts start theirs again). The table is
 diagnostic | paper's result | ours (95% CIs where there are seeds) | verdict, where the
 verdict is reproduced / not reproduced / setup unspecified / quick (a shortened run,
 not a verdict) / in progress / not run. It is written to <root>/fidelity_<budget>.json and, with
