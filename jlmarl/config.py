@@ -155,6 +155,7 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
         cfg = OmegaConf.load(saved)
     except (OSError, ValueError, OmegaConfBaseException) as e:  # yaml errors are ValueErrors
         raise ConfigError(f"resume=true: {saved} cannot be read ({str(e).splitlines()[0]})") from None
+    _add_new_keys(cfg, saved)
     changes = []
     for override in [_renamed(o) for o in overrides]:  # the saved config has the new spellings
         key, sep, value = override.partition("=")
@@ -186,6 +187,43 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
 _UNSET = "<unset>"
 
 
+def _leaves(node: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _add_new_keys(cfg: DictConfig, saved: Path) -> None:
+    """Settings added to jlmarl after the run was saved take their defaults (a new key's
+    default keeps the old behaviour), so a run started by an older jlmarl resumes; the
+    keys filled in are named on stderr."""
+    algo, env = OmegaConf.select(cfg, "algo.name"), OmegaConf.select(cfg, "env.name")
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            defaults = compose(config_name="config", overrides=[f"algo={algo}", f"env={env}"])
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(
+            f"resume=true: {saved} names algo={algo} env={env}, which no longer exist ({first})"
+        ) from None
+    have = _leaves(OmegaConf.to_container(cfg, resolve=False))
+    added = {
+        k: v for k, v in _leaves(OmegaConf.to_container(defaults, resolve=False)).items() if k not in have
+    }
+    for key, value in added.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    if added:
+        listed = ", ".join(f"{k}={v}" for k, v in added.items())
+        print(
+            f"jlmarl: {saved} predates these settings; resuming with their defaults: {listed}",
+            file=sys.stderr,
+        )
+
+
 def _resumable(key: str) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
 
@@ -215,17 +253,8 @@ def frozen_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
     """The keys (outside RESUMABLE_KEYS) whose values differ between two run configs,
     as 'key=<saved> (now <cfg>)': what tells another run from this one."""
 
-    def leaves(node, prefix=""):
-        out = {}
-        for k, v in node.items():
-            if isinstance(v, dict):
-                out.update(leaves(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
-    a = leaves(OmegaConf.to_container(saved, resolve=True))
-    b = leaves(OmegaConf.to_container(cfg, resolve=True))
+    a = _leaves(OmegaConf.to_container(saved, resolve=True))
+    b = _leaves(OmegaConf.to_container(cfg, resolve=True))
     return [
         f"{k}={a.get(k, _UNSET)} (now {b.get(k, _UNSET)})"
         for k in sorted(a.keys() | b.keys())

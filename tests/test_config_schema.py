@@ -79,6 +79,24 @@ def test_a_resume_repeating_an_old_spelling_is_the_same_run(tmp_path):
         load_config([*args, "algo.message_beta=0.003", "resume=true"])
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, capsys):
+    """A run started by an older jlmarl lacks the keys added since (here MMSA's free_nats
+    and rec_hidden): resuming fills them with their defaults and says which."""
+    args = ["algo=mmsa", "env=matrix_three_state", f"run_dir={tmp_path}"]
+    cfg = OmegaConf.to_container(load_config([*args, "mmsa.horizon=2"]), resolve=True)
+    del cfg["mmsa"]["free_nats"], cfg["mmsa"]["rec_hidden"]
+    OmegaConf.save(OmegaConf.create(cfg), tmp_path / "config.yaml")
+    resumed = load_config([*args, "resume=true"])
+    assert (resumed.mmsa.free_nats, resumed.mmsa.rec_hidden, resumed.mmsa.horizon) == (0.0, "next", 2)
+    err = capsys.readouterr().err
+    assert "predates these settings; resuming with their defaults: " in err
+    assert "mmsa.free_nats=0.0" in err and "mmsa.rec_hidden=next" in err
+    capsys.readouterr()
+    OmegaConf.save(resumed, tmp_path / "config.yaml", resolve=True)
+    load_config([*args, "resume=true"])
+    assert "predates" not in capsys.readouterr().err  # nothing missing, nothing said
+
+
 def test_every_env_key_is_declared():
     """Each env config's own keys (env.*) carry a declaration; engine or algo keys an env
     config overrides are declared where their defaults are."""
