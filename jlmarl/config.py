@@ -187,16 +187,6 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
 _UNSET = "<unset>"
 
 
-def _leaves(node: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, dict):
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _add_new_keys(cfg: DictConfig, saved: Path) -> None:
     """Settings added to jlmarl after the run was saved take their defaults (a new key's
     default keeps the old behaviour), so a run started by an older jlmarl resumes; the
@@ -210,10 +200,9 @@ def _add_new_keys(cfg: DictConfig, saved: Path) -> None:
         raise ConfigError(
             f"resume=true: {saved} names algo={algo} env={env}, which no longer exist ({first})"
         ) from None
-    have = _leaves(OmegaConf.to_container(cfg, resolve=False))
-    added = {
-        k: v for k, v in _leaves(OmegaConf.to_container(defaults, resolve=False)).items() if k not in have
-    }
+    have = config_schema.leaves(OmegaConf.to_container(cfg, resolve=False))
+    known = config_schema.leaves(OmegaConf.to_container(defaults, resolve=False))
+    added = {k: v for k, v in known.items() if k not in have}
     for key, value in added.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     if added:
@@ -253,8 +242,8 @@ def frozen_differences(saved: DictConfig, cfg: DictConfig) -> list[str]:
     """The keys (outside RESUMABLE_KEYS) whose values differ between two run configs,
     as 'key=<saved> (now <cfg>)': what tells another run from this one."""
 
-    a = _leaves(OmegaConf.to_container(saved, resolve=True))
-    b = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    a = config_schema.leaves(OmegaConf.to_container(saved, resolve=True))
+    b = config_schema.leaves(OmegaConf.to_container(cfg, resolve=True))
     return [
         f"{k}={a.get(k, _UNSET)} (now {b.get(k, _UNSET)})"
         for k in sorted(a.keys() | b.keys())

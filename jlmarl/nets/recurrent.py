@@ -170,8 +170,8 @@ def gru_scan(pre, h0, keep, w_h, b_hn, b_i):
     z, n gates for every step), h0 [..., H], keep [T, ...] (0 zeroes the state before that
     step), w_h [H, 3H] (hr, hz, hn kernels), b_hn [H], b_i [3H] (the input side's biases,
     added inside the step's fused gate arithmetic instead of in a pass of their own over
-    [T, ..., 3H] in memory; benchmarks/results/update_ab_s6.json) -> (h entering each step,
-    h_t), each [T, ..., H].
+    [T, ..., 3H] in memory; across processes the gain is within the machine's spread,
+    benchmarks/results/update_ab_s6.json) -> (h entering each step, h_t), each [T, ..., H].
 
     Its gradient is written out (custom_vjp): the reverse scan carries only dh and stacks
     the gate gradients, and the hidden kernel's gradient is one product over all steps
