@@ -241,7 +241,13 @@ def test_lbforaging_adapter_maps_gymnasium_to_the_pymarl_api():
     env.seed_episode(key)
     env.reset()
     np.testing.assert_array_equal(np.stack(env.get_obs()), first)  # same key, same episode
-    np.testing.assert_array_equal(env.get_state(), first.reshape(-1))
+    # the state is scaled by 1 / grid size (8), as env=lbf_*'s; normalize_state=false keeps it raw
+    np.testing.assert_array_equal(env.get_state(), first.reshape(-1) / np.float32(8))
+    raw = adapters.LBForaging(LBF, normalize_state=False)
+    raw.seed_episode(key)
+    raw.reset()
+    np.testing.assert_array_equal(raw.get_state(), first.reshape(-1))
+    raw.close()
     inner = env._env
     for _ in range(60):
         avail = np.array(env.get_avail_actions())

@@ -208,8 +208,14 @@ def test_sight_two_observation_by_hand_and_by_lbforaging():
     np.testing.assert_array_equal(observe(s), expected)
     load_into(ref, s)
     np.testing.assert_array_equal(np.stack(ref._make_gym_obs()), expected)
+    # nobody moves: the state is the same observations, concatenated and divided by the size 8
+    _, ts = jitted(name)[1](KEY, s, jnp.array([NONE, NONE], jnp.int32))
+    np.testing.assert_array_equal(ts.state, np.array(expected, np.float32).reshape(-1) / 8)
     _, ts = jitted(name)[2](jax.random.split(jax.random.key(0), N_EPISODES))
-    np.testing.assert_array_equal(ts.state, ts.obs.reshape(N_EPISODES, -1))  # observations concatenated
+    np.testing.assert_array_equal(ts.state, ts.obs.reshape(N_EPISODES, -1) / 8)
+    raw = envs.make(name, normalize_state=False)
+    _, ts = raw.reset(jax.random.key(0))
+    np.testing.assert_array_equal(ts.state, ts.obs.reshape(-1))
 
 
 def _policy(rng, avail: np.ndarray) -> np.ndarray:

@@ -33,7 +33,11 @@ the observer's view window, whose corner is (row - min(sight, row), col - min(si
 agent is seen when both its window coordinates lie in [0, 2 sight], which (as in lbforaging)
 reaches up to 2 sight cells beyond a view clipped at the top or left edge. With full sight
 (sight = grid size) the coordinates are absolute. Global state: the agents' observations
-concatenated (as the host adapter and epymarl give it); with sight 2 it is not the full board.
+concatenated, divided by the grid size (`normalize_state`, default on), so that coordinates and
+levels are of order 1; with sight 2 it is not the full board. epymarl gives the raw concatenation
+(`normalize_state=false`): QMIX's hypernetworks read the state, and on raw LBF states its joint
+value ran away to 30-60 for returns of at most 1 while VDN (which reads no state) learned
+(benchmarks/results/mmsa_learning/lbf_q_values.json).
 
 Differences to lbforaging, none of which occurs in an episode the generator starts:
 - lbforaging looks for a loader's food to the north only when `row > 1` and to the west only
@@ -86,7 +90,8 @@ class LBFState:
 class LevelBasedForaging:
     """lbforaging's `ForagingEnv(players, field_size=(size, size), max_num_food, sight,
     force_coop, min/max_player_level=1/2, min_food_level=1, max_food_level=None,
-    max_episode_steps, penalty, normalize_reward)` with the vector observation."""
+    max_episode_steps, penalty, normalize_reward)` with the vector observation; the global state
+    is scaled by 1 / size when `normalize_state` (see the module docstring)."""
 
     def __init__(
         self,
@@ -99,6 +104,7 @@ class LevelBasedForaging:
         max_episode_steps: int = 50,
         penalty: float = 0.0,
         normalize_reward: bool = True,
+        normalize_state: bool = True,
         min_player_level: int = 1,
         max_player_level: int = 2,
     ):
@@ -116,6 +122,7 @@ class LevelBasedForaging:
         self.size, self.n, self.n_food = size, players, max_num_food
         self.sight = size if sight is None else sight
         self.force_coop, self.penalty, self.normalize_reward = force_coop, float(penalty), normalize_reward
+        self.state_scale = 1.0 / size if normalize_state else 1.0
         self.min_player_level, self.max_player_level = min_player_level, max_player_level
         obs_dim = 3 * (max_num_food + players)
         self.spec = EnvSpec(
@@ -247,9 +254,8 @@ class LevelBasedForaging:
         obs = self.observe(s)
         won = jnp.logical_and(stepped, jnp.all(s.food_level == 0))
         truncated = (s.t >= self.spec.episode_limit) & ~won
-        return make_timestep(
-            self.spec, obs, obs.reshape(-1), self.avail(s), reward, won, truncated, info={"won": won}
-        )
+        state = obs.reshape(-1) * self.state_scale
+        return make_timestep(self.spec, obs, state, self.avail(s), reward, won, truncated, info={"won": won})
 
 
 def lbf(task: str, **kwargs) -> LevelBasedForaging:

@@ -111,12 +111,13 @@ class LBForaging:
 
     Observation: lbforaging's per-agent vector (food and agent (x, y, level)
     triplets within the agent's sight, -1 when unseen). State: every agent's
-    observation concatenated (the full board when sight covers the field).
+    observation concatenated (the full board when sight covers the field), divided by the
+    grid size when `normalize_state` (as `jlmarl.envs.lbf`; epymarl gives it raw).
     Avail: lbforaging's valid actions (NONE, N, S, W, E, LOAD). Reward: the sum
     of the agents' rewards (the team reward). The episode terminates when every
     food is collected; reaching lbforaging's step limit is a truncation."""
 
-    def __init__(self, gym_id: str, **kwargs):
+    def __init__(self, gym_id: str, normalize_state: bool = True, **kwargs):
         import gymnasium
         import lbforaging  # noqa: F401  (registers the Foraging-* ids)
 
@@ -130,6 +131,7 @@ class LBForaging:
         if limit is not None:
             self._env._max_episode_steps = int(limit)
         self._actions = list(type(self._env.action_set[0]))
+        self._state_scale = 1.0 / self._env.field_size[0] if normalize_state else 1.0
         self._seed: int | None = None
         self._obs = None
 
@@ -163,7 +165,7 @@ class LBForaging:
         return list(self._obs)
 
     def get_state(self) -> np.ndarray:
-        return np.concatenate(self._obs)
+        return np.concatenate(self._obs) * np.float32(self._state_scale)
 
     def get_avail_actions(self) -> list[list[int]]:
         valid = self._env._valid_actions
