@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from jlmarl import algos
+from jlmarl import algos, envs
 from jlmarl.algos import lsf_sac
 from jlmarl.algos.lsf_sac import entropy, masked_policy, message_loss, soft_value, temperature_loss
 from jlmarl.config import ConfigError, load_config
@@ -258,6 +258,30 @@ def test_sampled_actions_are_available_and_greedy_is_the_policy_argmax():
 
 # --- updates -------------------------------------------------------------------------------------
 
+
+
+def test_update_vmapped_over_seeds_with_three_agents_runs():
+    """Seed sweeps vmap the update. With 3 agents, messages of size 3 and 100 rows, the
+    pooled messages' first form made XLA's CPU program segfault here (jax 0.10.2)."""
+    spec = envs.make("lbf_2s_10x10_3p_3f").spec
+    cfg = load_config(["algo=lsf_sac", "env=lbf_2s_10x10_3p_3f", "run_dir=/tmp/unused", *TINY_NETS])
+    algo = algos.build("lsf_sac", spec, cfg)
+    seeds, b, t, n, a = 2, 4, 25, spec.n_agents, spec.n_actions
+    k_obs, k_act = jax.random.split(jax.random.key(0))
+    batch = EpisodeBatch(
+        obs=jax.random.normal(k_obs, (seeds, b, t + 1, n, spec.obs_dim)),
+        state=jnp.zeros((seeds, b, t + 1, spec.state_dim)),
+        avail=jnp.ones((seeds, b, t + 1, n, a), bool),
+        actions=jax.random.randint(k_act, (seeds, b, t, n), 0, a),
+        reward=jnp.ones((seeds, b, t)),
+        terminated=jnp.zeros((seeds, b, t), bool),
+        mask=jnp.ones((seeds, b, t), bool),
+    )
+    keys = jax.random.split(jax.random.key(1), seeds)
+    update = jax.vmap(lambda ts, batch, key: algo.update(ts, batch, key, update_ctx()))
+    _, metrics = jax.jit(update)(jax.vmap(algo.init)(keys), batch, keys)
+    losses = np.asarray(metrics["message_loss"])
+    assert losses.shape == (seeds,) and np.all(np.isfinite(losses)) and losses[0] != losses[1]
 
 @pytest.mark.parametrize(
     "name, overrides, alpha_moves",

@@ -19,6 +19,9 @@ def incoming_messages(messages: jax.Array) -> jax.Array:
     """messages [..., n, d] (agent j's outgoing message in row j) -> [..., n, n*d]: row i
     holds every agent's message in agent order with agent i's own slot zeroed."""
     n, d = messages.shape[-2:]
-    others = 1.0 - jnp.eye(n, dtype=messages.dtype)  # [receiver, sender]
-    pooled = others[:, :, None] * messages[..., None, :, :]  # [..., n, n, d]
-    return pooled.reshape(*messages.shape[:-2], n, n * d)
+    # every row is the flat [n*d] message vector with the receiver's own d entries zeroed;
+    # built flat because the [..., n, n, d] form (mask times messages, then a reshape) made
+    # XLA's CPU build of the update vmapped over >= 2 seeds crash (segfault) with 3 or
+    # more agents on 100+ rows (jax 0.10.2; tests/test_lsf_sac.py)
+    others = jnp.repeat(1.0 - jnp.eye(n, dtype=messages.dtype), d, axis=1)  # [receiver, sender*d]
+    return messages.reshape(*messages.shape[:-2], 1, n * d) * others
