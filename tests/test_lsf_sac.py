@@ -259,7 +259,6 @@ def test_sampled_actions_are_available_and_greedy_is_the_policy_argmax():
 # --- updates -------------------------------------------------------------------------------------
 
 
-
 def test_update_vmapped_over_seeds_with_three_agents_runs():
     """Seed sweeps vmap the update. With 3 agents, messages of size 3 and 100 rows, the
     pooled messages' first form made XLA's CPU program segfault here (jax 0.10.2)."""
@@ -282,6 +281,7 @@ def test_update_vmapped_over_seeds_with_three_agents_runs():
     _, metrics = jax.jit(update)(jax.vmap(algo.init)(keys), batch, keys)
     losses = np.asarray(metrics["message_loss"])
     assert losses.shape == (seeds,) and np.all(np.isfinite(losses)) and losses[0] != losses[1]
+
 
 @pytest.mark.parametrize(
     "name, overrides, alpha_moves",
