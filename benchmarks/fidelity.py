@@ -249,9 +249,10 @@ def belief_row(root: Path, env: str, quick: bool) -> dict:
         return row(diag, paper, None, "not run")
     final = {a: c["final_return"] for (a, v), c in runs.items() if v == "default"}
     ours = "final return " + ", ".join(f"{a} {fmt(*final[a])}" for a in final)
-    grid = {v: c["final_return"] for (a, v), c in runs.items() if a == "belief_i2q" and v != "default"}
-    if grid:
-        ours += "; Belief-I2Q " + ", ".join(f"{v} {fmt(*r)}" for v, r in grid.items())
+    for algo, label in (("belief_i2q", "Belief-I2Q"), ("rec_i2q", "Rec-I2Q")):  # the 2x2 grid's other cells
+        grid = {v: c["final_return"] for (a, v), c in runs.items() if a == algo and v != "default"}
+        if grid:
+            ours += f"; {label} " + ", ".join(f"{v} {fmt(*r)}" for v, r in grid.items())
     n_eps = max(c["episodes"][-1] for c in runs.values())
     ours += f" ({n_eps} episodes, {len(next(iter(runs.values()))['seeds'])} seeds)"
     if quick:
