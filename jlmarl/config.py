@@ -186,11 +186,15 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
 
 _UNSET = "<unset>"
 
+# Keys added with a default that changes behaviour: a run saved before them resumes with the
+# value that reproduces what it ran with (LBF's state was the raw concatenation before).
+VALUE_BEFORE_ADDED = {"env.normalize_state": False}
+
 
 def _add_new_keys(cfg: DictConfig, saved: Path) -> None:
     """Settings added to jlmarl after the run was saved take their defaults (a new key's
-    default keeps the old behaviour), so a run started by an older jlmarl resumes; the
-    keys filled in are named on stderr."""
+    default keeps the old behaviour, or VALUE_BEFORE_ADDED gives the value that does), so a
+    run started by an older jlmarl resumes; the keys filled in are named on stderr."""
     algo, env = OmegaConf.select(cfg, "algo.name"), OmegaConf.select(cfg, "env.name")
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -202,7 +206,7 @@ def _add_new_keys(cfg: DictConfig, saved: Path) -> None:
         ) from None
     have = config_schema.leaves(OmegaConf.to_container(cfg, resolve=False))
     known = config_schema.leaves(OmegaConf.to_container(defaults, resolve=False))
-    added = {k: v for k, v in known.items() if k not in have}
+    added = {k: VALUE_BEFORE_ADDED.get(k, v) for k, v in known.items() if k not in have}
     for key, value in added.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     if added:

@@ -96,6 +96,16 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path,
     assert "predates" not in capsys.readouterr().err  # nothing missing, nothing said
 
 
+def test_an_lbf_run_saved_before_its_state_was_scaled_resumes_with_the_raw_state(tmp_path, capsys):
+    """env.normalize_state's default (true) changed LBF's state: an older run keeps its raw one."""
+    args = ["algo=qmix", "env=lbf_2s_8x8_2p_2f_coop", f"run_dir={tmp_path}"]
+    cfg = OmegaConf.to_container(load_config(args), resolve=True)
+    del cfg["env"]["normalize_state"]
+    OmegaConf.save(OmegaConf.create(cfg), tmp_path / "config.yaml")
+    assert load_config([*args, "resume=true"]).env.normalize_state is False
+    assert "env.normalize_state=False" in capsys.readouterr().err
+
+
 def test_every_env_key_is_declared():
     """Each env config's own keys (env.*) carry a declaration; engine or algo keys an env
     config overrides are declared where their defaults are."""
