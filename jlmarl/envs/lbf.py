@@ -36,7 +36,7 @@ reaches up to 2 sight cells beyond a view clipped at the top or left edge. With 
 concatenated, divided by the grid size (`normalize_state`, default on), so that coordinates and
 levels are of order 1; with sight 2 it is not the full board. epymarl gives the raw concatenation
 (`normalize_state=false`): QMIX's hypernetworks read the state, and on raw LBF states its joint
-value ran away to 30-60 for returns of at most 1 while VDN (which reads no state) learned
+value ran away (up to 44, 61 in a probe) for returns of at most 1 while VDN (which reads no state) learned
 (benchmarks/results/mmsa_learning/lbf_q_values.json).
 
 Differences to lbforaging, none of which occurs in an episode the generator starts:
