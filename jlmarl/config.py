@@ -188,7 +188,7 @@ _UNSET = "<unset>"
 
 # Keys added with a default that changes behaviour: a run saved before them resumes with the
 # value that reproduces what it ran with (LBF's state was the raw concatenation before).
-VALUE_BEFORE_ADDED = {"env.normalize_state": False}
+VALUE_BEFORE_ADDED = {"env.normalize_state": False, "mmsa.history_head": False}
 
 
 def _add_new_keys(cfg: DictConfig, saved: Path) -> None:

@@ -96,14 +96,25 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path,
     assert "predates" not in capsys.readouterr().err  # nothing missing, nothing said
 
 
-def test_an_lbf_run_saved_before_its_state_was_scaled_resumes_with_the_raw_state(tmp_path, capsys):
-    """env.normalize_state's default (true) changed LBF's state: an older run keeps its raw one."""
-    args = ["algo=qmix", "env=lbf_2s_8x8_2p_2f_coop", f"run_dir={tmp_path}"]
+@pytest.mark.parametrize(
+    "algo, key, section",
+    [
+        ("qmix", "normalize_state", "env"),  # LBF's state scaled: an older run keeps its raw one
+        ("mmsa", "history_head", "mmsa"),  # MMSA's Q gained W_a h: an older run keeps its head
+    ],
+)
+def test_a_run_saved_before_a_default_changed_resumes_with_its_old_value(
+    algo, key, section, tmp_path, capsys
+):
+    """A new key whose default changed behaviour: resuming an older run fills in the value
+    that reproduces what it ran with (VALUE_BEFORE_ADDED), not the new default."""
+    args = [f"algo={algo}", "env=lbf_2s_8x8_2p_2f_coop", f"run_dir={tmp_path}"]
     cfg = OmegaConf.to_container(load_config(args), resolve=True)
-    del cfg["env"]["normalize_state"]
+    assert cfg[section][key] is True
+    del cfg[section][key]
     OmegaConf.save(OmegaConf.create(cfg), tmp_path / "config.yaml")
-    assert load_config([*args, "resume=true"]).env.normalize_state is False
-    assert "env.normalize_state=False" in capsys.readouterr().err
+    assert OmegaConf.select(load_config([*args, "resume=true"]), f"{section}.{key}") is False
+    assert f"{section}.{key}=False" in capsys.readouterr().err
 
 
 def test_every_env_key_is_declared():

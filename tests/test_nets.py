@@ -210,6 +210,26 @@ def test_over_rows_gives_the_direct_values_and_gradients_in_chunks():
     assert s.shape == (6, 5, 3) and h.shape == (6, 5, 3, 8)
 
 
+def test_the_sale_agents_q_adds_the_per_action_output_on_h_to_the_sale_head():
+    """history_head: Q_i(a) = SALE head(a) + (W h + b)[a], W, b the `fc2` Dense on the new
+    hidden state; the SALE head is the same function with or without it."""
+    from jlmarl.nets.sale import SaleAgent
+
+    with_h, without = (
+        SaleAgent(16, 5, obs_dim=6, embed_dim=4, q_hidden=8, history_head=f) for f in (True, False)
+    )
+    x = jax.random.normal(jax.random.PRNGKey(3), (7, 6 + 5 + 3 + with_h.feature_width()))
+    h0 = jax.random.normal(jax.random.PRNGKey(4), (7, 16))
+    params = with_h.init(jax.random.PRNGKey(0), h0, x)
+    fc2 = params["params"].pop("fc2")
+    h, q = with_h.apply({"params": {**params["params"], "fc2": fc2}}, h0, x)
+    h_sale, q_sale = without.apply(params, h0, x)
+    np.testing.assert_allclose(h, h_sale)
+    w = np.asarray(fc2["kernel"], np.float64)
+    want = np.asarray(q_sale, np.float64) + np.asarray(h, np.float64) @ w + np.asarray(fc2["bias"])
+    np.testing.assert_allclose(q, want, rtol=1e-5, atol=1e-5)
+
+
 def test_the_per_action_head_unrolls_the_same_in_chunks(monkeypatch):
     from jlmarl.nets import rows
     from jlmarl.nets.sale import SaleAgent

@@ -417,7 +417,12 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
             "keep one of them true"
         )
     embed = int(method["obs_embed_dim"])
-    agent = SaleAgent(hidden, a, spec.obs_dim, embed, hidden, norm) if sale else RNNAgent(hidden, a)
+    history = bool(method["history_head"])
+    agent = (
+        SaleAgent(hidden, a, spec.obs_dim, embed, hidden, norm, history_head=history)
+        if sale
+        else RNNAgent(hidden, a)
+    )
     obs_sale = SaleEncoder(embed, int(method["sale_hidden"]), norm) if sale else None
     model = None
     if use_model:

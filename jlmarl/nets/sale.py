@@ -110,9 +110,14 @@ class SaleAgent(nn.Module):
 
     inputs = [o, onehot(last action), onehot(id), z^o, z^{oa}(a) for every a] (the last
     two from `sale_features`); the GRU trunk reads the first D = obs_dim + A + n entries.
-    Q_i(a) = MLP([h, z^o, z^{oa}(a), phi^{oa}(a)]) with one hidden layer of q_hidden; its
-    first layer is applied as a Dense on [h, z^o] plus a Dense on [z^{oa}(a), phi^{oa}(a)]
-    (the same map as one Dense on the concatenation), so the per-action work is small.
+    Q_i(a) = W_a h + b_a + MLP([h, z^o, z^{oa}(a), phi^{oa}(a)]) with one hidden layer of
+    q_hidden: the conventional recurrent agent's per-action output on h (PyMARL's `fc2`),
+    with the SALE features "provided alongside" it (MMSA p. 5). history_head=False drops
+    W_a h: Q from the SALE head alone, our first reading, under which the action reaches Q
+    only through z^{oa} and phi^{oa} and Q barely depends on it (on LBF it learned nothing).
+    The MLP's first layer is applied as a Dense on [h, z^o] plus a Dense on
+    [z^{oa}(a), phi^{oa}(a)] (the same map as one Dense on the concatenation), so the
+    per-action work is small.
 
     candidates=K > 0: the same network (the same parameters) evaluated at K given actions
     only, inputs = [o, onehot(last action), onehot(id), z^o, z^{oa}(a_k) for each k,
@@ -126,6 +131,7 @@ class SaleAgent(nn.Module):
     q_hidden: int = 64
     norm: str = "avg_l1"
     candidates: int = 0
+    history_head: bool = True
 
     wide_heads = True  # unroll runs the per-action head in chunks of rows (nets/rows.py)
 
@@ -157,4 +163,7 @@ class SaleAgent(nn.Module):
             jnp.concatenate([zoa, phi], -1)
         )  # [.., K, Hq]
         q = nn.Dense(1, name="q_out")(nn.relu(shared[..., None, :] + per_action))[..., 0]
+        if self.history_head:
+            w_h = nn.Dense(a, name="fc2")(hidden)  # [.., A]
+            q = q + ((actions * w_h[..., None, :]).sum(-1) if self.candidates else w_h)
         return hidden, q
