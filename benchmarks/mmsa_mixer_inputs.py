@@ -27,7 +27,6 @@ from omegaconf import OmegaConf
 from jlmarl import train
 from jlmarl.algos import mmsa
 from jlmarl.config import load_config
-from jlmarl.nets import world_model
 from jlmarl.nets.agents import episode_inputs, masked_argmax
 from jlmarl.nets.recurrent import unroll
 
@@ -61,7 +60,7 @@ def inspect(run_dir: Path, episodes: int) -> list[dict]:
         greedy = masked_argmax(q, batch.avail)
         terms = mmsa.world_model_terms(nets, ts.params["model"], hidden, greedy, batch, jax.random.PRNGKey(0))
         rollout = mmsa.imagined_rollout(nets.model, ts.params["model"], terms["posterior_mean"], nets.horizon)
-        mixer_in = world_model.mixer_inputs(batch.state, rollout, nets.global_state)[:, :-1]
+        mixer_in = nets.mixer_conditioning(batch.state, rollout)[:, :-1]
         taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], -1)[..., 0]  # [B, T, n]
         q_tot = nets.mixer.apply(ts.params["mixer"], taken, mixer_in)
         rollout = np.asarray(rollout)[:, :-1]

@@ -228,6 +228,24 @@ def test_each_loss_reaches_only_its_own_networks(default, batch):
         assert moved == owners.get(name, {"model"}), name
 
 
+def test_rollout_scale_multiplies_what_the_mixer_reads_and_zero_hides_the_model(default, batch):
+    """mmsa.rollout_scale: the mixer reads [s, scale * ŝ^Rollout]; at 0 the TD loss is the same
+    whatever the world model's parameters (the model still trains on its own losses)."""
+    nets, _, ts = default
+    state, rollout = jnp.ones((2, 3, 4)), jnp.full((2, 3, 6), 2.0)
+    got = dataclasses.replace(nets, rollout_scale=0.25).mixer_conditioning(state, rollout)
+    np.testing.assert_array_equal(got, np.concatenate([np.ones((2, 3, 4)), np.full((2, 3, 6), 0.5)], -1))
+
+    hidden = dataclasses.replace(nets, rollout_scale=0.0)
+    moved = ts.params | {"model": jax.tree.map(lambda x: x + 0.5, ts.params["model"])}
+
+    def td(n, params):
+        return float(mmsa.loss_terms(n, params, ts, batch, jax.random.PRNGKey(3))[1]["td"])
+
+    assert td(hidden, moved) == td(hidden, ts.params)
+    assert td(nets, moved) != td(nets, ts.params)  # at the default the model's rollout matters
+
+
 def test_the_reconstruction_options(default, batch):
     """rec_reduction=sum is the squared error summed over features: the paper's MSE (a mean)
     times the width of what is reconstructed (the joint h: n x hidden; the embeddings: 3 d)."""

@@ -109,6 +109,7 @@ class MmsaNets:
     mixer: QMixer
     horizon: int
     global_state: bool
+    rollout_scale: float
     kl_balance: bool
     kl_alpha: float
     free_nats: float
@@ -117,6 +118,10 @@ class MmsaNets:
     gamma: float
     td_lambda: float
     diag_episodes: int
+
+    def mixer_conditioning(self, state: jax.Array, rollout: jax.Array) -> jax.Array:
+        """[s_t, sg(rollout_scale * ŝ^Rollout_t)] (without s_t for No-GS)."""
+        return world_model.mixer_inputs(state, self.rollout_scale * rollout, self.global_state)
 
     @property
     def mixer_input_dim(self) -> int:
@@ -365,7 +370,7 @@ def loss_terms(nets: MmsaNets, params, ts: MmsaState, batch: EpisodeBatch, key: 
         terms = world_model_terms(nets, params["model"], hidden, greedy, batch, key)
         mean = terms.pop("posterior_mean")
         rollout = imagined_rollout(nets.model, params["model"], mean, nets.horizon)  # [B, T+1, (j+1) d]
-        mixer_in = world_model.mixer_inputs(batch.state, rollout, nets.global_state)
+        mixer_in = nets.mixer_conditioning(batch.state, rollout)
         terms |= diagnostics(nets, params["model"], mean, hidden, batch)
     td, aux = double_q_td_loss(
         q_all,
@@ -436,6 +441,7 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
         mixer=QMixer(n, int(cfg["mixing_embed_dim"]), int(cfg["hypernet_embed"])),
         horizon=int(method["horizon"]),
         global_state=bool(method["global_state"]),
+        rollout_scale=float(method["rollout_scale"]),
         kl_balance=bool(method["kl_balance"]),
         kl_alpha=float(method["kl_alpha"]),
         free_nats=float(method["free_nats"]),
@@ -523,7 +529,7 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "mmsa") -> Algo:
                 ts.params["model"], hs.reshape(*hs.shape[:2], -1), method=MmsaWorldModel.infer
             )
             rollout = imagined_rollout(nets.model, ts.params["model"], mean, nets.horizon)
-            mixer_in = world_model.mixer_inputs(batch.state, rollout, nets.global_state)
+            mixer_in = nets.mixer_conditioning(batch.state, rollout)
         mix = lambda c, m: nets.mixer.apply(ts.params["mixer"], c, m)  # noqa: E731
         q = q[:, :-1]
         return joint_q_values(q, mixer_in[:, :-1], all_joint_actions(n, n_actions), mix), q
