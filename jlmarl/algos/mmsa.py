@@ -2,8 +2,9 @@
 (seed 001, section 4, Table 6; our spec: shared/specs/mmsa.md).
 
 Networks (jlmarl.nets.sale, jlmarl.nets.world_model):
-  agent     GRU over [o_i, onehot(a_i,t-1), onehot(i)] -> h_i; Q_i(a) = MLP([h_i, z^o, z^{oa}(a),
-            phi^{oa}(a)]) for every action, z^o = N(f(o_i)), z^{oa} = g([z^o, onehot(a)]) read
+  agent     GRU over [o_i, onehot(a_i,t-1), onehot(i)] -> h_i; Q_i(a) = (W h_i + b)[a] +
+            MLP([h_i, z^o, z^{oa}(a), phi^{oa}(a)]) for every action (history_head; false drops
+            the first term), z^o = N(f(o_i)), z^{oa} = g([z^o, onehot(a)]) read
             from a frozen copy of the observation encoders f, g (TD7's decoupling: the copy is
             refreshed with the target network, the target network reads the copy before it)
   model     on the joint hidden state h = concat_i h_i: posterior q(ŝ_t | h_t); state-level SALE
@@ -44,6 +45,15 @@ Spec vs paper, and readings where the paper is silent (module docstring by rule)
     (mmsa.model_hidden = 64, like the SALE encoders' 64 of the spec).
   * Imagination and the world-model diagnostics use the means of the posterior and the prior
     (no sampling): the mixer's input is then a function of the episode, not of a noise draw.
+  * How h enters Q_i is not given: the paper writes Q_i(z^o, z^{oa}, phi^{oa}) with the SALE
+    features "provided alongside conventional representations" (4.2). The spec's one MLP over
+    [h, z^o, z^{oa}(a), phi^{oa}(a)] barely depends on the action (it reaches Q only through
+    z^{oa} and the 4-wide phi^{oa}) and learned nothing on LBF; the default adds the
+    conventional agent's per-action output on h (history_head; benchmarks/results/mmsa_learning/).
+  * As the paper (4.3, "we set ŝ_{t+1} = z^s_{t+1}"), each imagined ŝ_{t+k} is VAE-1's
+    predicted z^s, an AvgL1Norm-ed embedding (entries ~1), while ŝ_t is the posterior's latent.
+    `rollout_scale` (not in the paper; 1) multiplies the rollout where the mixer reads it: on
+    LBF, whose state entries are ~0.15, the unscaled rollout runs Q_tot away from the returns.
   * Without SALE (mmsa.sale=false), the agent is the plain recurrent Q agent and VAE-1 maps
     [ŝ_t, onehot(â_t)] to ŝ_{t+1} directly.
 Diagnostics (update metrics): wm_{zs,h}_{model,still}_{1,j}: the squared error of the model's
