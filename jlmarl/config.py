@@ -187,7 +187,8 @@ def load_resume_config(overrides: list[str]) -> DictConfig:
 _UNSET = "<unset>"
 
 # Keys added with a default that changes behaviour: a run saved before them resumes with the
-# value that reproduces what it ran with (LBF's state was the raw concatenation before).
+# value that reproduces what it ran with (LBF's state was the raw concatenation before; MMSA's
+# Q was the SALE head alone).
 VALUE_BEFORE_ADDED = {"env.normalize_state": False, "mmsa.history_head": False}
 
 

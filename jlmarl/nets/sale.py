@@ -112,7 +112,7 @@ class SaleAgent(nn.Module):
     two from `sale_features`); the GRU trunk reads the first D = obs_dim + A + n entries.
     Q_i(a) = W_a h + b_a + MLP([h, z^o, z^{oa}(a), phi^{oa}(a)]) with one hidden layer of
     q_hidden: the conventional recurrent agent's per-action output on h (PyMARL's `fc2`),
-    with the SALE features "provided alongside" it (MMSA p. 5). history_head=False drops
+    with the SALE features "provided alongside" it (MMSA section 4.2). history_head=False drops
     W_a h: Q from the SALE head alone, our first reading, under which the action reaches Q
     only through z^{oa} and phi^{oa} and Q barely depends on it (on LBF it learned nothing).
     The MLP's first layer is applied as a Dense on [h, z^o] plus a Dense on
