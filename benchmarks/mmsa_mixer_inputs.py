@@ -27,8 +27,9 @@ from omegaconf import OmegaConf
 from jlmarl import train
 from jlmarl.algos import mmsa
 from jlmarl.config import load_config
-from jlmarl.nets.agents import episode_inputs, masked_argmax
+from jlmarl.nets.agents import episode_inputs
 from jlmarl.nets.recurrent import unroll
+from jlmarl.nets.world_model import MmsaWorldModel
 
 
 def block_stats(x: np.ndarray, valid: np.ndarray) -> dict:
@@ -56,10 +57,11 @@ def inspect(run_dir: Path, episodes: int) -> list[dict]:
         inputs = episode_inputs(batch.obs, batch.actions, nets.spec.n_actions)
         online = jnp.concatenate([inputs, mmsa.agent_features(nets, ts.frozen_sale, batch.obs)], -1)
         hs, q = unroll(nets.agent, ts.params["agent"], online, with_hidden=True)
-        hidden = hs.reshape(*hs.shape[:2], -1)
-        greedy = masked_argmax(q, batch.avail)
-        terms = mmsa.world_model_terms(nets, ts.params["model"], hidden, greedy, batch, jax.random.PRNGKey(0))
-        rollout = mmsa.imagined_rollout(nets.model, ts.params["model"], terms["posterior_mean"], nets.horizon)
+        # the posterior mean and its rollout, as the update and the joint-Q evaluation compute them
+        mean, _ = nets.model.apply(
+            ts.params["model"], hs.reshape(*hs.shape[:2], -1), method=MmsaWorldModel.infer
+        )
+        rollout = mmsa.imagined_rollout(nets.model, ts.params["model"], mean, nets.horizon)
         mixer_in = nets.mixer_conditioning(batch.state, rollout)[:, :-1]
         taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], -1)[..., 0]  # [B, T, n]
         q_tot = nets.mixer.apply(ts.params["mixer"], taken, mixer_in)
