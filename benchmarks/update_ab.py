@@ -1,8 +1,12 @@
-"""One update of each learner in two checkouts, timed in alternated fresh processes.
+"""One update of each learner in two checkouts (or under two XLA flag sets), timed in
+alternated fresh processes.
 
-    python benchmarks/update_ab.py --old /path/to/old_checkout [--algos qmix vdfd mmsa]
-                                   [--env smax_3m] [--batch 128] [--T 50] [--rounds 3]
-                                   [--calls 15] [--out FILE]
+    python benchmarks/update_ab.py (--old /path/to/old_checkout | --flags="XLA FLAGS")
+                                   [--algos qmix vdfd mmsa] [--env smax_3m] [--batch 128]
+                                   [--T 50] [--rounds 3] [--calls 15] [--out FILE]
+
+With --flags both sides run this checkout; the new side's XLA_FLAGS gain the given flags
+(after jlmarl's own, which `import jlmarl` adds unless XLA_FLAGS names them).
 
 Each process runs in one checkout (its own code, imported from its working directory),
 builds the learner as the CLI does and jits its update on a random batch of --T steps
@@ -42,9 +46,13 @@ print("MS", 1000.0 * statistics.median(times))
 """
 
 
-def one_process(checkout: Path, algo: str, env: str, batch: int, t: int, calls: int) -> float:
+def one_process(
+    checkout: Path, algo: str, env: str, batch: int, t: int, calls: int, flags: str = ""
+) -> float:
     code = CHILD.format(algo=algo, env=env, batch=batch, t=t, calls=calls)
     environ = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    if flags:
+        environ["XLA_FLAGS"] = f"{environ.get('XLA_FLAGS', '')} {flags}".strip()
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=checkout, capture_output=True, text=True, env=environ
     )
@@ -58,7 +66,9 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--old", type=Path, required=True, help="checkout of the commit to compare with")
+    side = parser.add_mutually_exclusive_group(required=True)
+    side.add_argument("--old", type=Path, help="checkout of the commit to compare with")
+    side.add_argument("--flags", help="XLA flags the new side adds (both sides run this checkout)")
     parser.add_argument("--algos", nargs="+", default=["qmix", "vdfd", "mmsa"])
     parser.add_argument("--env", default="smax_3m")
     parser.add_argument("--batch", type=int, default=128)
@@ -68,13 +78,15 @@ def main():
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "update_ab.json")
     args = parser.parse_args()
     out = ab.header("update_ab.py", args.old, ROOT)
+    out |= {"xla_flags": args.flags} if args.flags else {}
     out |= {"load_average_start": os.getloadavg()[0], "rows": []}
     print(f"{'algo':<8} {'old ms':>8} {'new ms':>8} {'new/old':>8}   (medians over rounds)")
     for algo in args.algos:
         figures = {"old": [], "new": []}
         for _ in range(args.rounds):
-            for side, checkout in (("old", args.old), ("new", ROOT)):
-                figures[side].append(one_process(checkout, algo, args.env, args.batch, args.T, args.calls))
+            for side, checkout, flags in (("old", args.old or ROOT, ""), ("new", ROOT, args.flags or "")):
+                ms = one_process(checkout, algo, args.env, args.batch, args.T, args.calls, flags)
+                figures[side].append(ms)
         old, new = statistics.median(figures["old"]), statistics.median(figures["new"])
         out["rows"].append(
             {"algo": algo, "env": args.env, "batch": args.batch, "T": args.T,

@@ -14,10 +14,12 @@ Three implementations of the same computation, timed alternately (median of repe
 updates, best of two rounds; each gets `--budget` seconds per shape; PyTorch at each of
 `--torch-threads` thread counts, reported at its best):
   jlmarl        algo=qmix's own jitted update (jlmarl.algos), parameters donated
-  torch_pymarl  the PyMARL2 learner's structure: a Python loop over time calling the
-                agent's GRUCell per step, TD(lambda) by a backwards loop
-  torch_fused   the fastest PyTorch we could write for it: fc1 over all steps at once,
-                torch.nn.GRU over the sequence, fc2 over all steps
+  torch_pymarl  the PyMARL2 learner's structure: a Python loop over time building the
+                step's inputs (`_build_inputs`: obs, last one-hot action, id) and calling
+                the agent's GRUCell, TD(lambda) by a backwards loop
+  torch_fused   the fastest PyTorch we could write for it: the inputs built and fc1
+                applied over all steps at once, torch.nn.GRU over the sequence, fc2 over
+                all steps
 and, for the roofline, jlmarl's FLOPs per update (XLA's cost analysis of the compiled
 update), achieved GFLOP/s, and this CPU's measured float32 matmul peak (a 2048^2 jnp.dot).
 
@@ -120,16 +122,22 @@ class TorchAgent(nn.Module):
         self.fc1, self.fc2, self.fused = nn.Linear(d_in, HIDDEN), nn.Linear(HIDDEN, a), fused
         self.rnn = nn.GRU(HIDDEN, HIDDEN, batch_first=True) if fused else nn.GRUCell(HIDDEN, HIDDEN)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs [B, T+1, n, D] -> q [B, T+1, n, A]."""
-        b, t1, n, d = inputs.shape
+    def forward(self, obs: torch.Tensor, last_onehot: torch.Tensor) -> torch.Tensor:
+        """obs [B, T+1, n, O], last_onehot [B, T+1, n, A] (the previous step's one-hot action,
+        zeros at t = 0) -> q [B, T+1, n, A]. The inputs [obs, last action, id] are built
+        inside, as PyMARL's `_build_inputs` does for every step of every forward."""
+        b, t1, n, _ = obs.shape
         if self.fused:
-            x = torch.relu(self.fc1(inputs.transpose(1, 2).reshape(b * n, t1, d)))
+            ids = torch.eye(n).expand(b, t1, n, n)
+            inputs = torch.cat([obs, last_onehot, ids], dim=-1)
+            x = torch.relu(self.fc1(inputs.transpose(1, 2).reshape(b * n, t1, -1)))
             h, _ = self.rnn(x)
             return self.fc2(h).reshape(b, n, t1, -1).transpose(1, 2)
-        h, outs = inputs.new_zeros(b * n, HIDDEN), []
+        h, outs = obs.new_zeros(b * n, HIDDEN), []
+        ids = torch.eye(n).unsqueeze(0).expand(b, -1, -1)
         for step in range(t1):  # PyMARL's mac.forward, one call per step
-            h = self.rnn(torch.relu(self.fc1(inputs[:, step].reshape(b * n, d))), h)
+            inputs = torch.cat([obs[:, step], last_onehot[:, step], ids], dim=-1).reshape(b * n, -1)
+            h = self.rnn(torch.relu(self.fc1(inputs)), h)
             outs.append(self.fc2(h).view(b, n, -1))
         return torch.stack(outs, dim=1)
 
@@ -167,26 +175,27 @@ def torch_update(data: dict, n: int, state: int, a: int, fused: bool):
     torch.manual_seed(0)
     b, t1 = data["obs"].shape[:2]
     last = np.concatenate([np.full_like(data["actions"][:, :1], -1), data["actions"]], axis=1)
-    onehot = np.eye(a, dtype=np.float32)[last] * (last >= 0)[..., None]
-    ids = np.broadcast_to(np.eye(n, dtype=np.float32), (b, t1, n, n))
-    inputs = torch.from_numpy(np.concatenate([data["obs"], onehot, ids], axis=-1))
+    # what PyMARL's replay holds: observations and one-hot actions (made when stored)
+    last_onehot = torch.from_numpy(np.eye(a, dtype=np.float32)[last] * (last >= 0)[..., None])
+    obs = torch.from_numpy(data["obs"])
     st = torch.from_numpy(data["state"])
     avail = torch.from_numpy(data["avail"])
     actions = torch.from_numpy(data["actions"]).long()
     reward, mask = torch.from_numpy(data["reward"]), torch.from_numpy(data["mask"]).float()
     terminated = torch.from_numpy(data["terminated"]).float()
-    agent, mixer = TorchAgent(inputs.shape[-1], a, fused), TorchQMixer(n, state)
-    target_agent, target_mixer = TorchAgent(inputs.shape[-1], a, fused), TorchQMixer(n, state)
+    d_in = obs.shape[-1] + a + n
+    agent, mixer = TorchAgent(d_in, a, fused), TorchQMixer(n, state)
+    target_agent, target_mixer = TorchAgent(d_in, a, fused), TorchQMixer(n, state)
     target_agent.load_state_dict(agent.state_dict())
     target_mixer.load_state_dict(mixer.state_dict())
     params = [*agent.parameters(), *mixer.parameters()]
     optimiser = torch.optim.Adam(params, lr=LR)
 
     def step():
-        q = agent(inputs)
+        q = agent(obs, last_onehot)
         chosen = torch.gather(q[:, :-1], dim=3, index=actions.unsqueeze(3)).squeeze(3)
         with torch.no_grad():
-            q_target = target_agent(inputs)
+            q_target = target_agent(obs, last_onehot)
             greedy = q.detach().masked_fill(~avail, -1e10).argmax(dim=3, keepdim=True)
             q_next = torch.gather(q_target, 3, greedy).squeeze(3)
             targets = torch_td_lambda(reward, terminated, mask, target_mixer(q_next, st))
