@@ -289,7 +289,7 @@ def test_update_vmapped_over_seeds_with_three_agents_runs():
         # The initial policy is close to uniform: entropy just under log 3. A target of
         # 0.5 log 3 is below it (alpha falls), a target of log 3 above it (alpha rises).
         ("lsf_sac", (), "falls"),
-        ("masac", ("algo.target_entropy_ratio=1.0", "lsf_sac.target=expected"), "rises"),
+        ("masac", ("algo.target_entropy_ratio=1.0", "lsf_sac.target=soft"), "rises"),
         # MASAC_DoubleQ with the max target and a fixed alpha: without messages (covered above),
         # so that its compile is cheap enough for the default suite.
         ("masac", ("lsf_sac.double_q=true", "lsf_sac.target=max", "lsf_sac.fixed_alpha=1.0"), "fixed"),
@@ -321,6 +321,20 @@ def test_update_variants(name, overrides, alpha_moves):
         assert max(jax.tree.leaves(moved)) > 0.0, part
     q_tot, q = algo.joint_q(ts2, batch)
     assert q_tot.shape == (4, 10, 9) and q.shape == (4, 10, 2, 3)
+
+
+@pytest.mark.parametrize("overrides, entropy_in_target", [((), False), (("lsf_sac.target=soft",), True)])
+def test_default_critic_target_has_no_entropy_term(overrides, entropy_in_target):
+    # Eq. 16's target is r + gamma mix'(s', E_pi[q']): the temperature must not reach it
+    # by default (it does with SAC's soft value). Two states that differ only in alpha.
+    env, algo = built("masac", "algo.gamma=0.9", *overrides)  # the game's own gamma is 0
+    ts = algo.init(jax.random.key(0))
+    batch = episodes(env, algo, ts, n=4).truncate(6)
+    hot = ts.replace(params={**ts.params, "log_alpha": ts.params["log_alpha"] + 2.0})
+    targets = [
+        float(run_once(algo.update, t, batch, jax.random.key(1), update_ctx())[1]["target_mean"]) for t in (ts, hot)
+    ]
+    assert (abs(targets[1] - targets[0]) > 1e-3) == entropy_in_target, targets
 
 
 @pytest.mark.parametrize(

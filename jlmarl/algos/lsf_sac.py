@@ -12,9 +12,11 @@
 
 Losses per update, on whole episodes (eq. 8, 12, 14, 15, 16):
   critic   (Q_tot(tau, a, m) - y)^2,  y = r + gamma (1 - terminated) mix'(s', V'),
-           V_i' = sum_a pi_i(a|tau_i') (q_i'(a) - alpha log pi_i(a|tau_i'))  (target="soft";
-           "expected" drops the entropy term: the expectation in eq. 16; "max" uses
-           max_a q_i'(a): its max operator)
+           V_i' = sum_a pi_i(a|tau_i') q_i'(a)  (target="expected", the default: eq. 16's
+           expectation, no entropy term); "soft" adds SAC's - alpha log pi_i(a|tau_i')
+           inside the sum (our spec's first reading: its per-step bonus, about alpha H n
+           per step, outweighs SMAX's rewards and pays for long episodes); "max" uses
+           max_a q_i'(a): eq. 16's max operator
   actor    -mix(s, [sum_a pi_i(a) (q_i(a) - alpha log pi_i(a))]), into the actors only
   message  sum_j CE(p_j, q_psi(.|tau_j, m_j)) + beta KL(N(f_m(tau_i), I) || N(0, I)), with the
            target p_j = softmax(q_j(tau_j, ., m_j) / alpha) over the available actions, held
@@ -355,7 +357,7 @@ def sac_loss(nets: Nets, s: Settings, params, target_params, batch: EpisodeBatch
     probs, logp = masked_policy(unroll(nets.actor, params["actor"], x.inputs), batch.avail)  # [B,T+1,n,A]
     sg_probs, sg_logp, sg_alpha = jax.tree.map(jax.lax.stop_gradient, (probs, logp, alpha))
 
-    # Critic: soft TD target from the target critics, target mixers and current policy.
+    # Critic: TD target from the target critics, target mixers and current policy.
     y = critic_targets(nets, s, target_params, batch, x, sg_probs, sg_logp, sg_alpha)
     q, means, pred_logits = critics_forward(nets, s, params["critic"], x.inputs, x.noise)  # [K,B,T+1,n,A]
     chosen = jnp.take_along_axis(q[:, :, :-1], batch.actions[None, ..., None], axis=-1)[..., 0]
