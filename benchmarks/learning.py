@@ -110,8 +110,10 @@ def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -
     }
 
 
-def final_train_metrics(run_dir: Path, n_seeds: int, prefix: str, until: int | None, last: int = 3) -> dict:
-    """Training metrics whose names start with `prefix` (e.g. wm_: the world-model
+def final_train_metrics(
+    run_dir: Path, n_seeds: int, prefix: tuple[str, ...], until: int | None, last: int = 3
+) -> dict:
+    """Training metrics whose names start with one of `prefix` (e.g. wm_: the world-model
     diagnostics): the mean over seeds of each seed's last `last` logged lines at or before
     `until` env steps (when given)."""
     per_seed = []
@@ -179,7 +181,7 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
         f"steps_to_{args.threshold}": reach_steps,
         f"wall_s_to_{args.threshold}": reach_wall,
         "curve": curve,
-    } | ({"train_metrics": final_train_metrics(run_dir, cfg.num_seeds, args.train_metrics, args.steps)}
+    } | ({"train_metrics": final_train_metrics(run_dir, cfg.num_seeds, tuple(args.train_metrics), args.steps)}
          if args.train_metrics else {})  # fmt: skip
 
 
@@ -208,8 +210,9 @@ def main():
     )
     parser.add_argument(
         "--train-metrics",
+        nargs="+",
         default=None,
-        help="also report training metrics with this prefix (e.g. wm_): last 3 lines",
+        help="also report training metrics with these prefixes (e.g. wm_): last 3 lines",
     )
     parser.add_argument("overrides", nargs="*", help="extra key=value config overrides")
     args = parser.parse_args()
@@ -270,7 +273,8 @@ def main():
         )
     if args.train_metrics:
         keys = sorted({k for r in results for k in r.get("train_metrics", {})})
-        print(f"\ntraining metrics {args.train_metrics}*: mean over seeds of each seed's last 3 logged lines")
+        prefixes = " ".join(p + "*" for p in args.train_metrics)
+        print(f"\ntraining metrics {prefixes}: mean over seeds of each seed's last 3 logged lines")
         print(f"{'metric':<21}" + "".join(f"{r['algo'][:20]:>21}" for r in results))
         for k in keys:
             print(f"{k:<21}" + "".join(f"{r['train_metrics'].get(k, float('nan')):>21.3f}" for r in results))
