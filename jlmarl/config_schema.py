@@ -4,7 +4,7 @@ A key's line in configs/ carries its declaration in brackets at the start of its
 comment:
 
     lr: 0.001           # [float > 0] Adam learning rate
-    target: soft        # [one of soft, expected, max] next-state value in the TD target
+    target: expected    # [one of soft, expected, max] next-state value in the TD target
     fixed_alpha: null   # [float > 0 | null] a number fixes alpha; null = learned
 
 Grammar of a declaration (alternatives joined by " | "):
