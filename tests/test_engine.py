@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -141,3 +142,20 @@ def test_a_frozen_seed_leaves_the_chunk_exactly_as_it_entered(make_cfg):
     assert metrics["trained"].tolist() == [1.0, 0.0]
     for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(trained), strict=True):
         np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)  # seed 0 as if none froze
+
+
+def test_the_chunk_writes_the_replay_buffer_in_place(make_cfg):
+    """The compiled chunk must not copy the replay buffer: XLA copies an operand that a
+    lax.cond branch updates in place (in and out), which made every chunk of a default
+    run (buffer_size 5000) copy the whole buffer twice. Read from the optimised program:
+    no copy instruction has the buffer's leading [seeds, capacity] axes."""
+    capacity = 4099  # a size no other array of this run has
+    cfg = make_cfg("algo=vdn", "env=matrix_three_state", "batch_size=8", f"buffer_size={capacity}")
+    env = MatrixGame("three", matrix.THREE_STATE_PAYOFF, episode_limit=10)
+    engine = Engine(env, algos.build("vdn", env.spec, cfg), EngineConfig.from_cfg(cfg))
+    carry = engine.init(engine.seed_keys([0]))
+    due = np.zeros(1, bool)
+    hlo = engine.chunk.lower(carry, np.int32(0), ~due, due).compile().as_text()
+    ops = re.findall(rf"= \S+\[1,{capacity},[^\]]*\]\S* ([a-z-]+)\(", hlo)
+    assert "scatter" in ops  # the buffer's fields are written (one scatter each)
+    assert "copy" not in ops

@@ -204,9 +204,9 @@ class Engine:
     def _batch_episodes(self) -> int:
         return self.cfg.batch_size if self.algo.replay else self.cfg.num_envs
 
-    def _collect_seed(self, c: SeedCarry, active: jax.Array):
-        """(carry, the fresh episodes or segment, the acting carry it started from, metrics);
-        an inactive (frozen) seed's episodes are not written to its buffer."""
+    def _collect_seed(self, c: SeedCarry):
+        """(carry, the fresh episodes or segment, the acting carry it started from, metrics).
+        Nothing is written to the buffer here (see _train_replay)."""
         key, k_roll = jax.random.split(c.key)
         if self.algo.segment_length:
             length = self.algo.segment_length
@@ -225,7 +225,6 @@ class Engine:
             self.env, self.algo, c.train_state, k_roll, self.cfg.num_envs, c.env_steps, False
         )
         carry = c.replace(
-            buffer=buffer_add(c.buffer, batch, active) if self.algo.replay else None,
             key=key,
             env_steps=c.env_steps + stats.lengths.sum(),
             episodes=c.episodes + self.cfg.num_envs,
@@ -256,8 +255,9 @@ class Engine:
         ts, metrics = jax.lax.switch(bucket, branches, carry.train_state, batch, keys, ctx)
         return carry.replace(train_state=ts, updates=carry.updates + 1), metrics
 
-    def _update_all(self, carry: SeedCarry):
-        """updates_per_chunk gradient steps for every seed.
+    def _update_all(self, carry: SeedCarry, buffer: EpisodeBuffer):
+        """updates_per_chunk gradient steps for every seed; `carry` without its buffer,
+        which is passed apart and only read (see _train_replay).
 
         Episodes are padded to the env's limit, but most end far earlier. The batches of
         all seeds are sampled first; the longest sampled episode picks the shortest of
@@ -270,9 +270,9 @@ class Engine:
 
         def one_update(c, _):
             keys = jax.vmap(lambda k: jax.random.split(k, 3))(c.key)  # [S, 3, key]
-            batch = sample(c.buffer, keys[:, 1], cfg.batch_size)
-            c, metrics = self._bucketed_update(c, batch, keys[:, 2])
-            return c.replace(key=keys[:, 0]), metrics
+            batch = sample(buffer, keys[:, 1], cfg.batch_size)
+            c, metrics = self._bucketed_update(c.replace(buffer=buffer), batch, keys[:, 2])
+            return c.replace(key=keys[:, 0], buffer=None), metrics
 
         carry, metrics = jax.lax.scan(one_update, carry, length=cfg.updates_per_chunk)
         return carry, jax.tree.map(lambda m: m.mean(axis=0), metrics)
@@ -294,32 +294,53 @@ class Engine:
         return sorted({-(-limit * (i + 1) // n) for i in range(n)})
 
     def _train(self, carry: SeedCarry, chunk_idx: jax.Array, active: jax.Array):
-        cfg, algo = self.cfg, self.algo
+        """An on-policy learner's chunk: collect, then one update on the fresh episodes."""
         before = carry
-        carry, fresh, start, rollout_metrics = jax.vmap(self._collect_seed)(carry, active)
-        episodes_before = chunk_idx * cfg.num_envs
-        episodes_after = episodes_before + cfg.num_envs
+        carry, fresh, start, rollout_metrics = jax.vmap(self._collect_seed)(carry)
+        carry, update_metrics = self._update_on_policy(carry, fresh, start)
+        carry = self._target_and_frozen(carry, before, chunk_idx, active)
+        return carry, {**rollout_metrics, **update_metrics, "trained": active.astype(jnp.float32)}
+
+    def _train_replay(self, carry: SeedCarry, chunk_idx: jax.Array, active: jax.Array):
+        """A replay learner's chunk: collect, store, updates_per_chunk updates.
+
+        The buffer is written here, outside every lax.cond, and only read inside them:
+        XLA's copy insertion gives a conditional branch that updates an operand in place
+        a copy of it on the way in and another on the way out, so with the write inside
+        the training branch every chunk copied the whole buffer twice (smax_3m at
+        buffer_size 5000: 820 ms a chunk against 215 ms at 128; benchmarks/buffer_copy.py)."""
         n_seeds = carry.env_steps.shape[0]
+        spec, cfg = self.env.spec, self.cfg
+        any_active = jnp.any(active)
+        buffer, before = carry.buffer, carry.replace(buffer=None)
 
-        if not algo.replay:
-            carry, update_metrics = self._update_on_policy(carry, fresh, start)
-            can_train = jnp.bool_(True)
-        else:
+        def skip_collect(c):
+            fresh = jax.vmap(lambda _: empty_episodes(spec, cfg.num_envs))(jnp.arange(n_seeds))
+            return c, fresh, None, _zeros(summary_shapes(spec), n_seeds)
 
-            def no_updates(c):
-                return c, _zeros(self.update_metric_shapes, n_seeds)
+        collect = jax.vmap(self._collect_seed)
+        carry, fresh, _, rollout_metrics = jax.lax.cond(any_active, collect, skip_collect, before)
+        buffer = jax.vmap(buffer_add)(buffer, fresh, active)  # a frozen seed's slots are left as they were
 
-            # From the buffer, not the chunk index, so that a run resumed without its
-            # buffer refills it before training again. Every seed's buffer holds the same
-            # number of episodes, so this stays a scalar (a real branch under the vmap).
-            can_train = jnp.min(carry.buffer.size) >= cfg.batch_size
-            carry, update_metrics = jax.lax.cond(can_train, self._update_all, no_updates, carry)
-        interval = cfg.target_update_interval
-        target_due = episodes_after // interval > episodes_before // interval
-        ts = jax.lax.cond(target_due, jax.vmap(algo.target_update), lambda t: t, carry.train_state)
-        trained = jnp.full((n_seeds,), can_train, jnp.float32) * active
-        carry = _keep_frozen(carry.replace(train_state=ts), before, active)
+        def no_updates(c, _):
+            return c, _zeros(self.update_metric_shapes, n_seeds)
+
+        # From the buffer, not the chunk index, so that a run resumed without its buffer
+        # refills it before training again. Every seed's buffer holds the same number of
+        # episodes, so this stays a scalar (a real branch under the vmap).
+        can_train = jnp.min(buffer.size) >= cfg.batch_size
+        learn = any_active & can_train
+        carry, update_metrics = jax.lax.cond(learn, self._update_all, no_updates, carry, buffer)
+        carry = self._target_and_frozen(carry, before, chunk_idx, active).replace(buffer=buffer)
+        trained = (can_train & active).astype(jnp.float32)
         return carry, {**rollout_metrics, **update_metrics, "trained": trained}
+
+    def _target_and_frozen(self, carry: SeedCarry, before: SeedCarry, chunk_idx, active) -> SeedCarry:
+        """The target update when due, then frozen seeds restored to `before`."""
+        interval, num_envs = self.cfg.target_update_interval, self.cfg.num_envs
+        target_due = (chunk_idx + 1) * num_envs // interval > chunk_idx * num_envs // interval
+        ts = jax.lax.cond(target_due, jax.vmap(self.algo.target_update), lambda t: t, carry.train_state)
+        return _keep_frozen(carry.replace(train_state=ts), before, active)
 
     def evaluate_seed(self, c: SeedCarry) -> dict[str, jax.Array]:
         key = jax.random.fold_in(c.eval_key, c.evals)
@@ -339,9 +360,12 @@ class Engine:
         def skip_training(c):
             return c, _zeros(train_shapes, n_seeds)
 
-        carry, train_metrics = jax.lax.cond(
-            jnp.any(train), lambda c: self._train(c, chunk_idx, train), skip_training, carry
-        )
+        if self.algo.replay:
+            carry, train_metrics = self._train_replay(carry, chunk_idx, train)
+        else:
+            carry, train_metrics = jax.lax.cond(
+                jnp.any(train), lambda c: self._train(c, chunk_idx, train), skip_training, carry
+            )
         evaluate = jax.vmap(self.evaluate_seed)
 
         def no_eval(c):
