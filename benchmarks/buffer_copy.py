@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +89,7 @@ def main():
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--json", default=str(RESULTS / "buffer_copy.json"))
     args, overrides = parser.parse_known_args()
-    rows = []
+    rows, load_start = [], os.getloadavg()[0]
     print(f"{'algo':8} {'env':15} {'buffer':>7} {'ms/chunk':>9} {'steps/s':>8} {'copies':>6} {'MiB':>6}")
     for algo in args.algos:
         for env in args.envs:
@@ -100,7 +102,14 @@ def main():
                     flush=True,
                 )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"device": jax.devices()[0].device_kind, "rows": rows}, indent=1))
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": jax.devices()[0].device_kind,
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
+        "rows": rows,
+    }
+    Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.json}")
 
 

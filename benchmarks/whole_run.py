@@ -4,8 +4,8 @@
                                    [--commands "algo=limarl env=matrix_three_state" ...] [--out FILE]
 
 What a user waits for: `python -m jlmarl.train <command> num_seeds=1` from process start
-to exit, with no persistent compilation cache (compile_cache=false in the new checkout;
-old checkouts had none), each command's own defaults otherwise (matrix_three_state: 50k
+to exit, with no persistent compilation cache (compile_cache=false in every checkout
+that has the key), each command's own defaults otherwise (matrix_three_state: 50k
 env steps). Old and new run in turn, `--runs` pairs, so a pair shares the machine's load;
 the chunk compile time the run prints is recorded beside the wall time. Writes JSON
 (command, commits, load averages, every figure, medians, new/old per pair).
@@ -30,8 +30,10 @@ COMMANDS = ["algo=limarl env=matrix_three_state", "algo=qmix env=matrix_three_st
 QUIET = ["num_seeds=1", "plot=false", "progress=false"]
 
 
-def one(checkout: Path, args: list[str], run_dir: Path, new: bool) -> dict:
-    extra = ["compile_cache=false"] if new else []
+def one(checkout: Path, args: list[str], run_dir: Path) -> dict:
+    # checkouts from before the persistent cache have no key to turn it off
+    has_cache = "compile_cache:" in (checkout / "configs" / "config.yaml").read_text()
+    extra = ["compile_cache=false"] if has_cache else []
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JLMARL_FAULT")}
     env["JAX_PLATFORMS"] = "cpu"
     load = os.getloadavg()[0]
@@ -72,8 +74,8 @@ def main():
         for text in args.commands:
             pairs = []
             for i in range(args.runs):
-                old = one(args.old, text.split(), Path(tmp) / f"old{i}_{len(rows)}", new=False)
-                new = one(ROOT, text.split(), Path(tmp) / f"new{i}_{len(rows)}", new=True)
+                old = one(args.old, text.split(), Path(tmp) / f"old{i}_{len(rows)}")
+                new = one(ROOT, text.split(), Path(tmp) / f"new{i}_{len(rows)}")
                 pairs.append({"old": old, "new": new, "new_over_old": new["wall_s"] / old["wall_s"]})
             med = {
                 side: {k: statistics.median(p[side][k] for p in pairs) for k in ("wall_s", "compile_s")}
