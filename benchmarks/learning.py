@@ -30,7 +30,8 @@ Trains each algorithm through the normal CLI path (all seeds vmapped in one run 
 <run-root>/<algo>_<env>_<steps>, default hyperparameters unless overridden by trailing
 key=value; the same command continues an interrupted run from its checkpoint), and with
 --from-runs DIR ... also summarises runs that already exist (finished or interrupted; cut
-after their first evaluation past --steps). Prints, per algorithm, the mean test win rate
+after their first evaluation past --steps), and with --from-json FILE ... the entries of
+an earlier run of this script (for runs whose folders are gone). Prints, per algorithm, the mean test win rate
 over seeds at every 100k env steps, the final one, the mean of each seed's last three
 evaluations with its 95% Student-t interval over seeds (with --baseline, each one's
 difference to the baseline's, 95% Welch interval), when the mean first reached 0.9
@@ -204,6 +205,9 @@ def main():
     parser.add_argument("--run-root", type=Path, default=Path("runs/learning"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, help="summarise these run dirs")
+    parser.add_argument(
+        "--from-json", nargs="+", type=Path, default=None, help="add an earlier --json's entries"
+    )
     parser.add_argument("--baseline", default=None, help="last-3 differences to this algorithm")
     parser.add_argument(
         "--labels", nargs="+", default=None, help="names for --from-runs (default: each run's algo)"
@@ -218,7 +222,7 @@ def main():
     args = parser.parse_args()
 
     if args.algos is None:
-        args.algos = [] if args.from_runs else ["qmix", "vdn"]
+        args.algos = [] if args.from_runs or args.from_json else ["qmix", "vdn"]
     results = []
     for algo in args.algos:
         run_dir = args.run_root / f"{algo}_{args.env}_{args.steps}"
@@ -249,6 +253,8 @@ def main():
     for i, run_dir in enumerate(args.from_runs or []):
         results.append(summarise(run_dir, args, None, None, label=labels[i] if labels else None))
         write(results, args.json)
+    for path in args.from_json or []:
+        results.extend(json.loads(path.read_text()))
 
     print(f"\n{args.metric}, mean over seeds (env steps in thousands)")
     longest = max(r["last_env_steps"] for r in results)
@@ -262,7 +268,7 @@ def main():
     for r in results:
         c = r["curve"]
         row = [np.interp(m, c["env_steps"], c["mean"]) for m in marks]
-        reach, reach_wall = r[f"steps_to_{args.threshold}"], r[f"wall_s_to_{args.threshold}"]
+        reach, reach_wall = r.get(f"steps_to_{args.threshold}"), r.get(f"wall_s_to_{args.threshold}")
         reached = (str(reach), f"{reach_wall:.0f}") if reach else ("never", "-")
         low, high = r["final_last3_ci95"]
         ci = f"{r['final_last3']:.3f} [{low:.3f}, {high:.3f}]"
@@ -277,7 +283,8 @@ def main():
         print(f"\ntraining metrics {prefixes}: mean over seeds of each seed's last 3 logged lines")
         print(f"{'metric':<21}" + "".join(f"{r['algo'][:20]:>21}" for r in results))
         for k in keys:
-            print(f"{k:<21}" + "".join(f"{r['train_metrics'].get(k, float('nan')):>21.3f}" for r in results))
+            values = [r.get("train_metrics", {}).get(k, float("nan")) for r in results]
+            print(f"{k:<21}" + "".join(f"{v:>21.3f}" for v in values))
     base = [r for r in results if r["algo"] == args.baseline]
     if base and len(base[0]["curve"]["values"]) > 1:
         print(f"\nlast-3 mean minus {args.baseline}'s, 95% Welch interval over seeds")
