@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,6 +6,7 @@ import numpy as np
 from jlmarl.nets.agents import RNNAgent, episode_inputs, masked_argmax
 from jlmarl.nets.gaussian import LOGVAR_RANGE, GaussianHead, sample
 from jlmarl.nets.mixers import QMixer, VDNMixer
+from jlmarl.nets.mlp import MLP, OneHotTailDense
 from jlmarl.nets.recurrent import unroll
 
 
@@ -250,3 +252,31 @@ def test_the_per_action_head_unrolls_the_same_in_chunks(monkeypatch):
     np.testing.assert_allclose(q_chunks, q_whole, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(g_chunks), jax.tree.leaves(g_whole), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_one_hot_tail_dense_is_the_dense_of_the_concatenation_with_its_parameters():
+    x = jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])  # two rows, 3 features; 2 actions
+    tail = OneHotTailDense(features=4, n=2)
+    params = tail.init(jax.random.key(0), x)
+    kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+    assert kernel.shape == (5, 4) and bias.shape == (4,)  # a Dense's over 3 + 2 inputs
+    every = tail.apply(params, x)  # [2 rows, 2 actions, 4]
+    given = tail.apply(params, x, jnp.array([[[0.0, 1.0]], [[1.0, 0.0]]]))  # one given one-hot per row
+    for row in range(2):
+        for action in range(2):
+            expected = x[row] @ kernel[:3] + kernel[3 + action] + bias  # by hand: [x, e_a] @ K + b
+            np.testing.assert_allclose(every[row, action], expected, rtol=1e-6)
+    np.testing.assert_allclose(given[:, 0], every[[0, 1], [1, 0]], rtol=1e-6)
+    # The same parameters in a plain Dense over [x, onehot] give the same numbers.
+    dense = nn.Dense(4).apply(params, jnp.concatenate([x, jnp.array([[0.0, 1.0], [0.0, 1.0]])], -1))
+    np.testing.assert_allclose(dense, every[:, 1], rtol=1e-6)
+
+
+def test_an_mlp_over_every_one_hot_equals_the_mlp_over_each_concatenation():
+    mlp = MLP((8, 3), activation=nn.elu, torch_init=True)
+    z = jax.random.normal(jax.random.key(1), (5, 4))
+    params = mlp.init(jax.random.key(2), jnp.zeros((1, 4 + 6)))
+    every = mlp.apply(params, z, one_hot_tail=6)  # [5, 6, 3]
+    eye = jnp.broadcast_to(jnp.eye(6), (5, 6, 6))
+    direct = mlp.apply(params, jnp.concatenate([jnp.broadcast_to(z[:, None], (5, 6, 4)), eye], -1))
+    np.testing.assert_allclose(every, direct, rtol=1e-5, atol=1e-6)

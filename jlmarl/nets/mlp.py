@@ -9,6 +9,29 @@ import jax
 import jax.numpy as jnp
 
 
+class OneHotTailDense(nn.Module):
+    """Dense([x, onehot(a)]) without building the concatenation: a one-hot picks a kernel
+    row, so the product over x is made once per row of x, not once per action.
+
+    x [..., D] -> [..., K, features]: with one_hots [..., K, n] for K given one-hots, and
+    for every action (K = n, the identity's rows) when one_hots is None. The parameters
+    are a Dense's over D + n inputs (same names, shapes and initialisers), so a network
+    can call it and a plain Dense on [x, onehot] interchangeably."""
+
+    features: int
+    n: int
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, one_hots: jax.Array | None = None) -> jax.Array:
+        d = x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (d + self.n, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        rows = kernel[d:] if one_hots is None else one_hots @ kernel[d:]  # [(.., K,) n|K, F]
+        return (x @ kernel[:d] + bias)[..., None, :] + rows
+
+
 class MLP(nn.Module):
     """x [..., D] -> [..., features[-1]]; features = hidden widths, then the output size.
     activation: between layers (ReLU; SALE's encoders use ELU, as TD7 does).
@@ -21,18 +44,27 @@ class MLP(nn.Module):
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     torch_init: bool = False
 
-    def dense(self, features: int, fan_in: int) -> nn.Dense:
+    def inits(self, fan_in: int) -> dict:
         if not self.torch_init:
-            return nn.Dense(features)
+            return {}
         bound = 1.0 / fan_in**0.5
 
         def uniform(key, shape, dtype=jnp.float32):
             return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-        return nn.Dense(features, kernel_init=uniform, bias_init=uniform)
+        return {"kernel_init": uniform, "bias_init": uniform}
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for f in self.features[:-1]:
-            x = self.activation(self.dense(f, x.shape[-1])(x))
-        return self.dense(self.features[-1], x.shape[-1])(x)
+    def __call__(self, x: jax.Array, one_hot_tail: int = 0) -> jax.Array:
+        """one_hot_tail=n: x is the input without its last n entries, a one-hot, and the
+        output is given for each of the n one-hots: [..., D - n] -> [..., n, out]
+        (OneHotTailDense as the first layer)."""
+        for i, f in enumerate(self.features):
+            if i == 0 and one_hot_tail:
+                fan_in = x.shape[-1] + one_hot_tail
+                x = OneHotTailDense(f, one_hot_tail, **self.inits(fan_in), name="Dense_0")(x)
+            else:
+                x = nn.Dense(f, **self.inits(x.shape[-1]), name=f"Dense_{i}")(x)
+            if i < len(self.features) - 1:
+                x = self.activation(x)
+        return x

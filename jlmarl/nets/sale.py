@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jlmarl.nets.mlp import MLP
+from jlmarl.nets.mlp import MLP, OneHotTailDense
 from jlmarl.nets.recurrent import trunk
 
 
@@ -79,10 +79,9 @@ class SaleEncoder(nn.Module):
         return self.g(jnp.concatenate([zs, a], axis=-1))
 
     def embed_every_action(self, zs: jax.Array, n_actions: int) -> jax.Array:
-        """z^sa of every action: zs [..., E] -> [..., n_actions, E]."""
-        zs = jnp.broadcast_to(zs[..., None, :], (*zs.shape[:-1], n_actions, zs.shape[-1]))
-        eye = jnp.broadcast_to(jnp.eye(n_actions, dtype=zs.dtype), (*zs.shape[:-2], n_actions, n_actions))
-        return self.embed_action(zs, eye)
+        """z^sa of every action: zs [..., E] -> [..., n_actions, E] (g's first layer reads
+        zs once, not once per action)."""
+        return self.g(zs, one_hot_tail=n_actions)
 
 
 def sale_features(encoder: SaleEncoder, params, obs: jax.Array, n_actions: int) -> jax.Array:
@@ -150,13 +149,9 @@ class SaleAgent(nn.Module):
         feats = inputs[..., x.shape[-1] :]
         lead = feats.shape[:-1]
         zo, zoa = feats[..., :e], feats[..., e : e * (1 + k)].reshape(*lead, k, e)  # [.., E], [.., K, E]
-        if self.candidates:
-            actions = feats[..., e * (1 + k) :].reshape(*lead, k, a)
-        else:
-            actions = jnp.broadcast_to(jnp.eye(a, dtype=x.dtype), (*lead, a, a))
+        actions = feats[..., e * (1 + k) :].reshape(*lead, k, a) if self.candidates else None
         hidden = trunk(hidden, x, self.hidden_dim)
-        obs = jnp.broadcast_to(x[..., None, : self.obs_dim], (*lead, k, self.obs_dim))
-        phi = nn.Dense(e, name="phi")(jnp.concatenate([obs, actions], -1))
+        phi = OneHotTailDense(e, a, name="phi")(x[..., : self.obs_dim], actions)
         phi = normalizer(self.norm)(phi)  # [.., K, E]
         shared = nn.Dense(self.q_hidden, name="q_in")(jnp.concatenate([hidden, zo], -1))  # [.., Hq]
         per_action = nn.Dense(self.q_hidden, use_bias=False, name="q_in_action")(
