@@ -31,7 +31,7 @@ Trains each algorithm through the normal CLI path (all seeds vmapped in one run 
 key=value; the same command continues an interrupted run from its checkpoint), and with
 --from-runs DIR ... also summarises runs that already exist (finished or interrupted; cut
 after their first evaluation past --steps), and with --from-json FILE ... the entries of
-an earlier run of this script (for runs whose folders are gone). Prints, per algorithm, the mean test win rate
+an earlier run of this script (for runs whose folders are gone), listed first. Prints, per algorithm, the mean test win rate
 over seeds at every 100k env steps, the final one, the mean of each seed's last three
 evaluations with its 95% Student-t interval over seeds (with --baseline, each one's
 difference to the baseline's, 95% Welch interval), when the mean first reached 0.9
@@ -223,7 +223,8 @@ def main():
 
     if args.algos is None:
         args.algos = [] if args.from_runs or args.from_json else ["qmix", "vdn"]
-    results = []
+    # read before anything is written: --json may name one of these files
+    results = [entry for path in args.from_json or [] for entry in json.loads(path.read_text())]
     for algo in args.algos:
         run_dir = args.run_root / f"{algo}_{args.env}_{args.steps}"
         base, variant_overrides = VARIANTS.get(algo, (algo, []))
@@ -253,8 +254,6 @@ def main():
     for i, run_dir in enumerate(args.from_runs or []):
         results.append(summarise(run_dir, args, None, None, label=labels[i] if labels else None))
         write(results, args.json)
-    for path in args.from_json or []:
-        results.extend(json.loads(path.read_text()))
 
     print(f"\n{args.metric}, mean over seeds (env steps in thousands)")
     longest = max(r["last_env_steps"] for r in results)
