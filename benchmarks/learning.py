@@ -34,9 +34,8 @@ after their first evaluation past --steps), and with --from-json FILE ... the en
 an earlier run of this script (for runs whose folders are gone), listed first. Prints, per
 algorithm, the mean test win rate over seeds at every 100k env steps, the final one, the
 mean of each seed's last three evaluations with its 95% Student-t interval over seeds (with
---baseline, each one's
-difference to the baseline's, 95% Welch interval), when the mean first reached 0.9
-(env steps and wall-clock seconds), and writes the per-seed curves as JSON. Evaluation
+--baseline, each one's difference to the baseline's, 95% Welch interval), when the mean
+first reached 0.9 (env steps and wall-clock seconds), and writes the per-seed curves as JSON. Evaluation
 points are matched across seeds by index (every seed evaluates at its first chunk past
 each multiple of test_interval).
 """
