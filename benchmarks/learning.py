@@ -44,14 +44,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
+import ab
 import numpy as np
 from omegaconf import OmegaConf
 from scipy import stats
 
 from jlmarl.config import load_config
 from jlmarl.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Named variants: (algorithm, overrides). Plain algorithm names need no entry.
 VARIANTS = {
@@ -167,6 +172,10 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
     final, low, high = final_ci(curve)
     return {
         "algo": label or cfg.algo.name,
+        # what wrote this entry (an entry read with --from-json keeps its own); a run it
+        # summarises with --from-runs was trained by the command in its results README
+        "command": "python benchmarks/learning.py " + shlex.join(sys.argv[1:]),
+        "commit": ab.commit(ROOT),
         "env": cfg.env.name,
         "seeds": cfg.num_seeds,
         "total_steps": cfg.total_steps,
