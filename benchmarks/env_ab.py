@@ -56,13 +56,6 @@ def measure(checkout: Path, name: str, n: int, steps: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def commit(checkout: Path) -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -52,13 +52,6 @@ def one(checkout: Path, args: list[str], run_dir: Path) -> dict:
     }
 
 
-def commit(checkout: Path) -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
