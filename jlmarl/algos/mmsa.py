@@ -94,7 +94,6 @@ from jlmarl.nets.gaussian import kl_balanced, kl_diag, kl_std_normal
 from jlmarl.nets.gaussian import sample as reparameterize
 from jlmarl.nets.mixers import QMixer
 from jlmarl.nets.recurrent import unroll
-from jlmarl.nets.rows import over_rows
 from jlmarl.nets.sale import SaleAgent, SaleEncoder, sale_features, sale_features_at
 from jlmarl.nets.world_model import MmsaWorldModel
 
@@ -355,13 +354,6 @@ def agent_features(nets: MmsaNets, encoders, obs: jax.Array) -> jax.Array:
     return sale_features(nets.obs_sale, encoders, obs, nets.spec.n_actions)
 
 
-def episode_features(nets: MmsaNets, encoders, obs: jax.Array) -> jax.Array:
-    """agent_features of an episode batch, obs [B, T+1, n, O], in cache-sized chunks of
-    episodes (jlmarl.nets.rows): z^{oa} of every action has a hidden layer of [..., A, 64]
-    (45 MB on smax_3m at 128 episodes x 51 steps) that otherwise streams through memory."""
-    return over_rows(lambda o: agent_features(nets, encoders, o), 3, obs)
-
-
 def loss_terms(nets: MmsaNets, params, ts: MmsaState, batch: EpisodeBatch, key: jax.Array):
     """L_total and its terms (a dict of scalars) on a batch; differentiate w.r.t. params.
 
@@ -369,7 +361,7 @@ def loss_terms(nets: MmsaNets, params, ts: MmsaState, batch: EpisodeBatch, key: 
     n_actions = nets.spec.n_actions
     t = batch.reward.shape[1]
     inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-    online_in = jnp.concatenate([inputs, episode_features(nets, ts.frozen_sale, batch.obs)], -1)
+    online_in = jnp.concatenate([inputs, agent_features(nets, ts.frozen_sale, batch.obs)], -1)
     hs, q_all = unroll(nets.agent, params["agent"], online_in, with_hidden=True)  # [B, T+1, n, H|A]
     if nets.obs_sale is None:
         q_target = unroll(nets.agent, ts.target_params["agent"], inputs)
@@ -539,7 +531,7 @@ def build(spec: EnvSpec, cfg: dict, method: dict, name: str = "mmsa") -> Algo:
 
     def joint_q(ts, batch: EpisodeBatch):
         inputs = episode_inputs(batch.obs, batch.actions, n_actions)
-        x = jnp.concatenate([inputs, episode_features(nets, ts.frozen_sale, batch.obs)], -1)
+        x = jnp.concatenate([inputs, agent_features(nets, ts.frozen_sale, batch.obs)], -1)
         hs, q = unroll(nets.agent, ts.params["agent"], x, with_hidden=True)
         mixer_in = batch.state
         if nets.model is not None:
