@@ -188,6 +188,20 @@ def test_loss_pieces_by_hand():
     )
 
 
+def test_by_default_kl_balancing_moves_the_prior_faster_than_the_posterior(sections):
+    # q = N(1, 1), p = N(0, 1): d KL(q || p) / d mu_q = 1 = -d / d mu_p; balancing scales the
+    # posterior's side by alpha and the prior's by 1 - alpha (the paper: the prior learns faster)
+    s = vdfd.Settings.from_cfg(*sections)
+    zero = jnp.zeros(1)
+    grad_q, grad_p = jax.grad(
+        lambda mq, mp: vdfd.branch_kl((mq, zero), (mp, zero), s.kl_alpha).sum(), argnums=(0, 1)
+    )(jnp.ones(1), zero)
+    np.testing.assert_allclose(grad_q, s.kl_alpha, rtol=1e-6)
+    # the prior's mean also feels KL(p || N(0, I)), whose gradient is 0 at mu_p = 0
+    np.testing.assert_allclose(grad_p, -(1.0 - s.kl_alpha), rtol=1e-6)
+    assert abs(grad_p[0]) > abs(grad_q[0])
+
+
 def test_visibility_graph_of_a_hand_placed_smax_scene():
     """Allies 0, 1 (sight 9) and 2 (sight 4, a shorter-sighted type); ally 3 is dead.
     0 at (0, 0), 1 at (8, 0), 2 at (0, 6), 3 at (1, 0): 0 and 1 see each other (8 < 9);
