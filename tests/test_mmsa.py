@@ -259,6 +259,13 @@ def test_the_reconstruction_options(default, batch):
     width = 3 * nets.model.latent_dim  # (z^sa, z^s, phi^sa)
     np.testing.assert_allclose(total["rec_embedding"], width * mean["rec_embedding"], rtol=1e-5)
     np.testing.assert_allclose(total["kl_posterior"], mean["kl_posterior"], rtol=1e-6)
+    # kl_weight scales L_KL's two terms in the total loss, not in the metrics
+    light = dataclasses.replace(nets, kl_weight=0.25)
+    loss, terms = jax.jit(lambda p: mmsa.loss_terms(light, p, ts, batch, key))(ts.params)
+    full_loss = jax.jit(lambda p: mmsa.loss_terms(nets, p, ts, batch, key))(ts.params)[0]
+    kl = float(mean["kl_prior"] + mean["kl_posterior"])
+    np.testing.assert_allclose(loss, full_loss - 0.75 * kl, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(terms["kl_prior"], mean["kl_prior"], rtol=1e-6)
     # rec_hidden=both is VAE-2's prediction of h_{t+1} plus its reconstruction of h_t (same)
     rec = {
         which: jax.jit(

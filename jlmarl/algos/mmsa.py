@@ -30,7 +30,7 @@ Spec vs paper, and readings where the paper is silent (module docstring by rule)
     the spec) as "predicted at t-1 vs obtained at t": VAE-1's predicted next embeddings vs the
     embeddings of the next posterior, VAE-2's predicted h vs the real h. `rec_hidden=same`
     takes VAE-2's term as written (h_t reconstructed from the embeddings of the posterior's
-    draw of ŝ_t), `both` adds it to ours; `rec_reduction=sum` and `free_nats` are not in the
+    draw of ŝ_t), `both` adds it to ours; `rec_reduction=sum`, `kl_weight` and `free_nats` are not in the
     paper (probes of the world model's collapse: benchmarks/results/mmsa_wm_lbf/).
   * The paper's Figure 2 has "the agent networks" choose the imagined actions from h; their
     Q_i needs z^o of an observation imagination does not have, so (as the spec) imagination
@@ -123,6 +123,7 @@ class MmsaNets:
     kl_balance: bool
     kl_alpha: float
     free_nats: float
+    kl_weight: float
     rec_reduction: str
     rec_hidden: str
     gamma: float
@@ -403,10 +404,11 @@ def loss_terms(nets: MmsaNets, params, ts: MmsaState, batch: EpisodeBatch, key: 
         )
         mask = jnp.broadcast_to(batch.mask[..., None], zoa.shape[:-1])
         terms["sale_obs"] = sale_loss(zoa, zo[:, 1:], mask)
-    total = sum(terms[k] for k in LOSS_TERMS if k in terms)
+    total = sum(terms[k] * (nets.kl_weight if k in KL_TERMS else 1.0) for k in LOSS_TERMS if k in terms)
     return total, terms
 
 
+KL_TERMS = ("kl_prior", "kl_posterior")  # L_KL, weighted by kl_weight in the total
 LOSS_TERMS = (
     "td",
     "sale_obs",
@@ -455,6 +457,7 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
         kl_balance=bool(method["kl_balance"]),
         kl_alpha=float(method["kl_alpha"]),
         free_nats=float(method["free_nats"]),
+        kl_weight=float(method["kl_weight"]),
         rec_reduction=str(method["rec_reduction"]),
         rec_hidden=str(method["rec_hidden"]),
         gamma=float(cfg["gamma"]),
