@@ -15,7 +15,9 @@ the op_name metadata JAX writes into the optimised HLO:
            recurrent unrolls, whose cells lose their name inside lax.scan); "-" for the
            rest (losses, TD targets, the optimiser)
 Ops that only contain others (while loops, conditionals, calls) are not counted: their
-bodies' ops are. Prints each learner's table (ms per update and share) and writes JSON.
+bodies' ops are. Beside each row, the matrix-product FLOPs of the same (phase, network),
+counted on the jaxpr (jlmarl.core.flops; scan bodies once per step), and the update's
+achieved GFLOP/s. Prints each learner's table (ms per update and share) and writes JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from jlmarl.config import load_config
 from jlmarl.core.algo import UpdateContext
 from jlmarl.core.buffer import EpisodeBatch
+from jlmarl.core.flops import count_matmul_flops
 from jlmarl.train import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +79,7 @@ def network_of(op_name: str) -> str:
         return found.group(1)
     # A module applied inside lax.scan (the GRU cells of our recurrent unrolls) loses its
     # name on the stack: its ops only say they run in a loop body.
-    return "scan body" if "while/body" in op_name else "-"
+    return "scan body" if "while/body" in op_name or "/scan" in op_name else "-"
 
 
 def op_times(trace_dir: Path) -> dict[str, float]:
@@ -128,13 +131,19 @@ def profile(algo_name: str, env: str, batch: int, t: int, reps: int, top: int = 
                 {"op": op, "ms": us / reps / 1000.0, "phase": phase, "network": network, "op_name": names[op]}
             )
     counted = sum(table.values())
+    flops = collections.defaultdict(float)
+    for scope, f in count_matmul_flops(algo.update, *args).by_scope.items():
+        flops[(phase_of(scope), network_of("update/" + scope))] += f
     rows = [
-        {"phase": p, "network": n, "ms": ms, "share": ms / counted}
+        {"phase": p, "network": n, "ms": ms, "share": ms / counted, "gflop": flops.get((p, n), 0.0) / 1e9}
         for (p, n), ms in sorted(table.items(), key=lambda kv: -kv[1])
     ]
+    update_ms = 1000.0 * float(np.median(wall))
+    gflop = sum(flops.values()) / 1e9
     return {
         "algo": algo_name, "env": env, "batch": batch, "T": t,
-        "update_ms": 1000.0 * float(np.median(wall)), "ops_ms": counted, "rows": rows,
+        "update_ms": update_ms, "ops_ms": counted, "matmul_gflop": gflop,
+        "gflops_per_s": gflop / update_ms * 1000.0, "rows": rows,
         "top_ops": sorted(ops, key=lambda o: -o["ms"])[:top],
     }  # fmt: skip
 
@@ -156,10 +165,12 @@ def main():
         r = profile(name, args.env, args.batch, args.T, args.reps, args.top)
         results.append(r)
         print(f"\n{name} on {args.env}, batch {args.batch} x T={args.T}: {r['update_ms']:.1f} ms per update "
-              f"(ops timed: {r['ops_ms']:.1f} ms)")  # fmt: skip
-        print(f"  {'phase':<13} {'network':<24} {'ms':>8} {'share':>6}")
+              f"(ops timed: {r['ops_ms']:.1f} ms), {r['matmul_gflop']:.2f} GFLOP of matrix products, "
+              f"{r['gflops_per_s']:.1f} GFLOP/s")  # fmt: skip
+        print(f"  {'phase':<13} {'network':<24} {'ms':>8} {'share':>6} {'GFLOP':>7}")
         for row in r["rows"]:
-            print(f"  {row['phase']:<13} {row['network']:<24} {row['ms']:>8.1f} {row['share']:>6.1%}")
+            print(f"  {row['phase']:<13} {row['network']:<24} {row['ms']:>8.1f} {row['share']:>6.1%} "
+                  f"{row['gflop']:>7.3f}")  # fmt: skip
         for op in r["top_ops"]:
             print(f"  {op['ms']:>7.2f} ms  {op['phase']:<13} {op['op']:<28} {op['op_name'][-110:]}")
     out = {
