@@ -157,6 +157,21 @@ def test_kl_terms_balance_the_posterior_and_prior_gradients():
         np.testing.assert_allclose(grads[1], [[scale * (0.5 - 0.2 * 0.5)], [0.0]], atol=1e-7)
 
 
+def test_by_default_kl_balancing_moves_the_prior_faster_than_the_posterior(default):
+    """The paper's text and its citation (DreamerV2): the prior matures faster than the
+    posterior is regularised. q = N(1, 1), p = N(0, 1): d KL(q || p) / d mu_q = 1 = -d / d mu_p;
+    balancing scales the posterior's side by alpha, the prior's by 1 - alpha (Table 6's 0.8
+    taken as the prior's weight)."""
+    nets = default[0]
+    zero, mask = jnp.zeros((1, 1)), jnp.array([True])
+    grad_q, grad_p = jax.grad(
+        lambda mq, mp: mmsa.kl_losses((mq, zero), (mp, zero), mask, True, nets.kl_alpha)[1],
+        argnums=(0, 1),
+    )(jnp.ones((1, 1)), zero)
+    np.testing.assert_allclose(grad_q, [[0.2]], rtol=1e-6)
+    np.testing.assert_allclose(grad_p, [[-0.8]], rtol=1e-6)
+
+
 def test_policy_loss_by_hand_over_available_actions():
     logits = jnp.array([[[0.0, np.log(3.0), 0.0], [5.0, 0.0, 0.0]]])  # [1 step, 2 agents, 3 actions]
     avail = jnp.array([[[True, True, False], [False, True, True]]])
