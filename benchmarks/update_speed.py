@@ -97,10 +97,11 @@ def jlmarl_update(data: dict, n: int, obs: int, state: int, a: int, t: int):
     ctx = UpdateContext(jnp.int32(0), jnp.int32(0), jnp.int32(0), jnp.int32(0))
     key = jax.random.PRNGKey(0)
     update = jax.jit(algo.update, donate_argnums=0)
-    compiled = update.lower(algo.init(jax.random.PRNGKey(1)), batch, key, ctx).compile()
+    ts = algo.init(jax.random.PRNGKey(1))
+    compiled = update.lower(ts, batch, key, ctx).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    flops = count_matmul_flops(algo.update, algo.init(jax.random.PRNGKey(1)), batch, key, ctx).total
+    flops = count_matmul_flops(algo.update, ts, batch, key, ctx).total
     box = [jax.tree.map(jnp.copy, algo.init(jax.random.PRNGKey(1)))]  # target = params: own buffers
 
     def step():
