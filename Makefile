@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_ARGS ?= algo=qmix env=smax_3m total_steps=100000 test_interval=20000
+# The suite is mostly XLA compiling small programs, one core at a time: two pytest-xdist
+# workers use both of CI's cores (TEST_WORKERS=0 runs it in one process).
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint bench clean
 
@@ -19,7 +22,7 @@ run: install
 	$(PY) -m jlmarl.train $(RUN_ARGS)
 
 test: install
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: install
 	$(VENV)/bin/ruff check jlmarl tests benchmarks
