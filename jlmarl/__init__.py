@@ -5,6 +5,8 @@ import signal
 import sys
 from importlib import metadata, util
 
+from jlmarl.allocator import reexec_under_allocator
+
 __version__ = "0.1.0"
 
 # XLA's CPU "concurrency optimized" scheduler deadlocks on some of our programs (LIMARL's
@@ -37,3 +39,6 @@ if _OPT_FLAG not in os.environ.get("XLA_FLAGS", "") and _cpu_only():
 # printing a KeyboardInterrupt traceback from deep inside JAX. Library imports are untouched.
 if sys.argv[:1] == ["-m"]:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # ... and it runs under tcmalloc where the machine has it (XLA's CPU buffers page-fault
+    # under glibc's malloc on every call): jlmarl.allocator, JLMARL_ALLOCATOR=system to opt out.
+    reexec_under_allocator()

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jlmarl import algos, envs, multirun
+from jlmarl import algos, allocator, envs, multirun
 from jlmarl.config import ConfigError, frozen_differences, load_config, usage
 from jlmarl.core import compile_cache, traced
 from jlmarl.core.algo import AlgoConfigError
@@ -446,7 +446,7 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
         f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs"
         f"{f' on {sharding.mesh.size} devices' if sharding is not None else ''}; "
         f"chunk compiled in {compile_s:.1f}s{' (saved trace)' if getattr(chunk, 'loaded', False) else ''}; "
-        f"run_dir={run_dir}",
+        f"malloc {allocator.active()}; run_dir={run_dir}",
         flush=True,
     )
 
