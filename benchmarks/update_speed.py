@@ -297,6 +297,7 @@ def main():
         ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": {"jax": jax.__version__, "torch": torch.__version__},
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),  # both sides run under it (allocator.py)
         "load_average_start": load,
         "load_average_end": os.getloadavg()[0],
         "matmul_peak_gflops": peak,
