@@ -1,5 +1,5 @@
 """What the before/after benchmarks (env_ab, whole_run, compile_time) share: the commit of
-a checkout, and the JSON header every result file carries."""
+a checkout, the environment both sides run in, and the JSON header every result file carries."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jlmarl import allocator
+
 
 def commit(checkout: Path) -> str:
     out = subprocess.run(
@@ -18,12 +20,22 @@ def commit(checkout: Path) -> str:
     return out.stdout.strip()
 
 
+def child_env(drop: tuple[str, ...] = ("JAX_COMPILATION_CACHE_DIR", "JLMARL_FAULT")) -> dict[str, str]:
+    """The environment of a `python -m jlmarl.train` child on either side: CPU, without the
+    variables in `drop`, and already under the malloc JLMARL_ALLOCATOR picks (tcmalloc where
+    installed), so that a checkout from before jlmarl.allocator runs on the same one."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["JAX_PLATFORMS"] = "cpu"
+    return allocator.preload_env(env) or env
+
+
 def header(script: str, old: Path | None, new: Path) -> dict:
     """command, machine and the two commits of a result file."""
     out = {
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "new_commit": commit(new),
+        "child_malloc": child_env().get("JLMARL_ALLOCATOR_PRELOADED", "system"),
     }
     if old is not None:
         out["old_commit"] = commit(old)

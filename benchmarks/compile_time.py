@@ -62,9 +62,7 @@ def one_run(checkout: Path, algo: str, env: str, extra: list[str], run_dir: Path
         subprocess.run(pretrain, cwd=checkout, capture_output=True, text=True, timeout=1800, check=True)
         args += belief
     command = [sys.executable, "-m", "jlmarl.train", *args, *extra, f"run_dir={run_dir}"]
-    env_vars = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    for var in ("JAX_COMPILATION_CACHE_DIR", "JLMARL_FAULT"):
-        env_vars.pop(var, None)
+    env_vars = ab.child_env()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     result = subprocess.run(command, cwd=checkout, env=env_vars, capture_output=True, text=True, timeout=1800)

@@ -34,8 +34,7 @@ def one(checkout: Path, args: list[str], run_dir: Path) -> dict:
     # checkouts from before the persistent cache have no key to turn it off
     has_cache = "compile_cache:" in (checkout / "configs" / "config.yaml").read_text()
     extra = ["compile_cache=false"] if has_cache else []
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JLMARL_FAULT")}
-    env["JAX_PLATFORMS"] = "cpu"
+    env = ab.child_env()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     result = subprocess.run(
