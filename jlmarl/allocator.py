@@ -10,7 +10,7 @@ starts, so `python -m jlmarl.<command>` re-executes itself once, with the librar
 LD_PRELOAD, as the first thing it does (same pid, same arguments, nothing printed).
 
 JLMARL_ALLOCATOR (environment; read before any setting, so it is not a Hydra key):
-  auto     (default) tcmalloc if the dynamic linker finds it (Debian/Ubuntu:
+  auto     (default) on Linux, tcmalloc if the dynamic linker finds it (Debian/Ubuntu:
            `apt install libtcmalloc-minimal4`; conda: gperftools), else the system's malloc
   system   glibc's malloc, no re-execution
   <path>   that library (a tcmalloc build, or any malloc replacement) in LD_PRELOAD
@@ -39,7 +39,7 @@ class AllocatorError(ValueError):
 
 
 def preload_env(
-    env: Mapping[str, str], find: Callable[[str], str | None] | None = None
+    env: Mapping[str, str], find: Callable[[str], str | None] | None = None, platform: str = sys.platform
 ) -> dict[str, str] | None:
     """The environment to re-execute with, or None to run on as we are. find: a library's
     name -> what the dynamic linker will load (default ctypes.util.find_library)."""
@@ -48,6 +48,8 @@ def preload_env(
     if env.get(_DONE_KEY) or choice == "system":
         return None
     if choice == "auto":
+        if platform != "linux":
+            return None  # LD_PRELOAD is the Linux dynamic linker's; measured only there
         if any(name in env.get("LD_PRELOAD", "") for name in ("tcmalloc", "jemalloc", "mimalloc")):
             return None  # the user preloaded an allocator already
         library = next((found for name in _CANDIDATES if (found := find(name))), None)

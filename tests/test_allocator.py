@@ -46,6 +46,10 @@ def test_runs_on_as_it_is(env, found):
     assert allocator.preload_env(env, finder(found)) is None
 
 
+def test_auto_leaves_other_systems_alone():
+    assert allocator.preload_env({}, finder({"tcmalloc_minimal": "t"}), platform="darwin") is None
+
+
 def test_an_explicit_library_path_is_used_and_a_missing_one_is_refused(tmp_path):
     lib = tmp_path / "libmy_malloc.so"
     lib.write_bytes(b"")
