@@ -3,11 +3,12 @@
 XLA's CPU runtime allocates every program's temporary buffers afresh on each call. Under
 glibc's malloc the large ones are new mappings, so the kernel zero-fills their pages on
 first touch every time: one QMIX update at PyMARL2's shapes on 8m (batch 128, T = 50) took
-~58,000 minor page faults and ~140 ms of system CPU per call, ~30% of its wall time.
+57,951 minor page faults and 164 ms of system CPU per call; 336 ms against 232 under tcmalloc.
 tcmalloc keeps the memory it frees and hands it out again without faults
 (benchmarks/results/allocator.json). An allocator can only be chosen before the process
 starts, so `python -m jlmarl.<command>` re-executes itself once, with the library in
-LD_PRELOAD, as the first thing it does (same pid, same arguments, nothing printed).
+LD_PRELOAD, as the first thing it does (same pid, same arguments, nothing printed). The
+processes it starts (host-bridge env workers, StarCraft II) inherit the preload.
 
 JLMARL_ALLOCATOR (environment; read before any setting, so it is not a Hydra key):
   auto     (default) on Linux, tcmalloc if the dynamic linker finds it (Debian/Ubuntu:
