@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import ab
 import numpy as np
 import torch
 from update_speed import SHAPES, jlmarl_update, random_batch, torch_update  # a sibling script
@@ -136,9 +137,7 @@ def main() -> None:
         "load_average_end": os.getloadavg()[0],
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    ab.write(Path(args.out), out)
 
 
 def _cpu_model() -> str:

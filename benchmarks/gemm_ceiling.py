@@ -24,11 +24,11 @@ torch is a benchmark-only extra (`pip install -e '.[bench-torch]'`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from pathlib import Path
 
+import ab
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,9 +124,7 @@ def main() -> None:
         "units": "gflops_per_s: GFLOP/s at the median time; best_percent_of_peak: the best library's",
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    ab.write(Path(args.out), out)
 
 
 if __name__ == "__main__":
