@@ -35,7 +35,7 @@ def header(script: str, old: Path | None, new: Path) -> dict:
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "new_commit": commit(new),
-        "child_malloc": child_env().get("JLMARL_ALLOCATOR_PRELOADED", "system"),
+        "child_malloc": allocator.active(child_env()),
     }
     if old is not None:
         out["old_commit"] = commit(old)

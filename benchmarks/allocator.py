@@ -131,7 +131,7 @@ def main() -> None:
         f"--T {' '.join(map(str, args.T))} --batch {args.batch} --rounds {args.rounds} "
         f"--budget {args.budget} --out {args.out}",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}",
-        "tcmalloc": found["JLMARL_ALLOCATOR_PRELOADED"],
+        "tcmalloc": allocator.active(found),
         "tcmalloc_settings": {k: found[k] for k in allocator.TCMALLOC_DEFAULTS},
         "load_average_start": load,
         "load_average_end": os.getloadavg()[0],

@@ -67,9 +67,10 @@ def preload_env(
     return {**TCMALLOC_DEFAULTS, **env, "LD_PRELOAD": preload, _DONE_KEY: library}
 
 
-def active() -> str:
-    """The malloc this process runs on: the preloaded library's name, or 'system'."""
-    return os.environ.get(_DONE_KEY) or "system"
+def active(env: Mapping[str, str] = os.environ) -> str:
+    """The malloc a process with this environment (default: this one) runs on: the preloaded
+    library's name, or 'system'."""
+    return env.get(_DONE_KEY) or "system"
 
 
 def reexec_under_allocator() -> None:
