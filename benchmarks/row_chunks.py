@@ -8,7 +8,10 @@ once per `rows.CPU_ROWS` value (0: no chunking), then times the compiled updates
 interleaved rounds (4 calls each per round; median and best over all calls), so that
 drift in the machine's speed hits every variant alike. Also times one [R, 64] @ [64, 64]
 product at R = 19.6k and 176k rows (smax_3m's rows per batch, and those rows times its 9
-actions): the per-FLOP cost of leaving the cache. Prints a table and writes JSON.
+actions): the per-FLOP cost of leaving the cache; and `nets.sale.sale_features` alone (the
+frozen encoders' z^{oa} for every action, which MMSA's update computes on the batch's
+observations) at each chunk size, on a smax_3m-shaped batch of --batch x (--T + 1) steps.
+Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from update_profile import update_args
 
 from jlmarl.nets import rows as row_chunks
+from jlmarl.nets.sale import SaleEncoder, sale_features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +61,28 @@ def update_times(algo_name: str, env: str, batch: int, t: int, sizes: list[int],
     }  # fmt: skip
 
 
+def sale_feature_times(batch: int, t: int, sizes: list[int], rounds: int) -> dict:
+    """Median and best ms of sale_features on [batch, t + 1, 3, 30] observations (smax_3m's 3
+    agents, observation width and 9 actions; MMSA's default widths) at each chunk size."""
+    encoder = SaleEncoder(4, 64)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (batch, t + 1, 3, 30))
+    params = encoder.init(jax.random.PRNGKey(1), obs[:1], jax.numpy.zeros((1, t + 1, 3, 9)))
+    compiled = {}
+    for size in sizes:
+        row_chunks.CPU_ROWS = size
+        compiled[size] = jax.jit(lambda p, o: sale_features(encoder, p, o, 9)).lower(params, obs).compile()
+        jax.block_until_ready(compiled[size](params, obs))
+    times = {size: [] for size in sizes}
+    for _ in range(rounds):
+        for size in sizes:
+            times[size] += call_seconds(compiled[size], (params, obs), 10)
+    return {
+        "batch": batch, "T": t,
+        "median_ms": {str(s): 1000.0 * float(np.median(v)) for s, v in times.items()},
+        "best_ms": {str(s): 1000.0 * float(np.min(v)) for s, v in times.items()},
+    }  # fmt: skip
+
+
 def matmul_gflops(rows: int, width: int = 64) -> float:
     x = jax.random.normal(jax.random.PRNGKey(0), (rows, width))
     w = jax.random.normal(jax.random.PRNGKey(1), (width, width))
@@ -81,6 +107,11 @@ def main():
     load = os.getloadavg()[0]
     matmul = {str(r): matmul_gflops(r) for r in (19584, 176256)}
     print("[R, 64] @ [64, 64]: " + ", ".join(f"R = {r}: {g:.0f} GFLOP/s" for r, g in matmul.items()))
+    features = sale_feature_times(args.batch, args.T, args.rows, args.rounds)
+    print(
+        "sale_features alone: "
+        + ", ".join(f"rows {s}: {features['median_ms'][str(s)]:.1f} ms" for s in args.rows)
+    )
     results = []
     print(f"{'algo':<8} " + " ".join(f"{'rows ' + str(s):>11}" for s in args.rows) + "   (median ms)")
     for name in args.algos:
@@ -92,6 +123,7 @@ def main():
         "load_average_start": load,
         "load_average_end": os.getloadavg()[0],
         "matmul_64x64_gflops_by_rows": matmul,
+        "sale_features": features,
         "updates": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -363,6 +363,39 @@ def test_imagination_shapes_and_the_first_step_by_hand(horizon):
         np.testing.assert_allclose(rollout[..., d:], pred[..., d : 2 * d], rtol=1e-5, atol=1e-6)
 
 
+def test_the_bottleneck_diagnostic_decodes_the_real_next_latent_row_by_row(batch):
+    """wm_h_recon_1: VAE-2 on target(posterior mean of t+1, a_{t+1}) against h_{t+1}, summed
+    over h's entries and averaged over the pairs (t, t+1) of real steps, computed here one
+    row at a time in float64."""
+    n, a, d, h = 2, 3, 4, 8
+    model = MmsaWorldModel(n, a, d, h, width=8)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, n * h)), jnp.zeros((1, n * a)))
+    k = jax.random.split(jax.random.PRNGKey(1), 3)
+    b, t = 2, 4
+    mean = jax.random.normal(k[0], (b, t + 1, d))
+    hidden = jax.random.normal(k[1], (b, t + 1, n * h))
+    actions = jax.random.randint(k[2], (b, t, n), 0, a)
+    mask = jnp.array([[True] * 4, [True, True, False, False]])  # episode 1 ends after 2 steps
+    batch = jax.tree.map(lambda x: x[:b], batch.truncate(t)).replace(actions=actions, mask=mask)
+    nets = dataclasses.replace(mmsa.make_nets(ENV.spec, *_sections(mmsa_cfg())), model=model, horizon=1)
+    got = float(mmsa.diagnostics(nets, params, mean, hidden, batch)["wm_h_recon_1"])
+    errs = []
+    valid = np.concatenate([np.ones((b, 1), bool), np.asarray(mask)], axis=1)
+    for i in range(b):
+        for s in range(t):
+            if not (valid[i, s] and valid[i, s + 1]):
+                continue
+            act = np.zeros(n * a, np.float32)
+            if s + 1 < t:  # the action taken at t+1 (none after the episode's last step)
+                for j in range(n):
+                    act[j * a + int(actions[i, s + 1, j])] = 1.0
+            e = model.apply(params, mean[i, s + 1], jnp.asarray(act), method=MmsaWorldModel.target)
+            guess = np.asarray(model.apply(params, e, method=MmsaWorldModel.decode_hidden), np.float64)
+            errs.append(((guess - np.asarray(hidden[i, s + 1], np.float64)) ** 2).sum())
+    assert len(errs) == 4 + 2
+    np.testing.assert_allclose(got, np.mean(errs), rtol=1e-5)
+
+
 VARIANTS = {
     "default": [],
     "no_wm": ["mmsa.world_model=false"],

@@ -6,7 +6,7 @@ import numpy as np
 from jlmarl.nets.agents import RNNAgent, episode_inputs, masked_argmax
 from jlmarl.nets.gaussian import LOGVAR_RANGE, GaussianHead, sample
 from jlmarl.nets.mixers import QMixer, VDNMixer
-from jlmarl.nets.mlp import MLP, OneHotTailDense
+from jlmarl.nets.mlp import MLP, OneHotTailDense, elu
 from jlmarl.nets.recurrent import unroll
 
 
@@ -252,6 +252,42 @@ def test_the_per_action_head_unrolls_the_same_in_chunks(monkeypatch):
     np.testing.assert_allclose(q_chunks, q_whole, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(g_chunks), jax.tree.leaves(g_whole), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_sale_features_are_the_same_in_chunks_of_rows(monkeypatch):
+    from jlmarl.nets import rows
+    from jlmarl.nets.sale import SaleEncoder, sale_features
+
+    encoder = SaleEncoder(embed_dim=4, hidden=8)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 7, 3, 6))  # [B, T, n, O]
+    params = encoder.init(jax.random.PRNGKey(0), obs[0], jnp.zeros((7, 3, 5)))
+
+    def run(chunk):
+        monkeypatch.setattr(rows, "CPU_ROWS", chunk)  # read while tracing
+        return jax.jit(lambda p, o: sale_features(encoder, p, o, 5))(params, obs), jax.make_jaxpr(
+            lambda p, o: sale_features(encoder, p, o, 5)
+        )(params, obs)
+
+    whole, jaxpr_whole = run(0)
+    chunks, jaxpr_chunks = run(21)  # one episode (7 steps x 3 agents) per chunk
+    assert "scan" in str(jaxpr_chunks) and "scan" not in str(jaxpr_whole)
+    assert whole.shape == (4, 7, 3, 4 * (1 + 5))  # [z^o, z^oa for each of 5 actions]
+    np.testing.assert_allclose(chunks, whole, rtol=1e-5, atol=1e-6)
+    zo = encoder.apply(params, obs, method=SaleEncoder.embed_state)
+    action_2 = jnp.broadcast_to(jnp.eye(5)[2], (4, 7, 3, 5))
+    zoa = encoder.apply(params, zo, action_2, method=SaleEncoder.embed_action)
+    np.testing.assert_allclose(whole[..., 4 + 2 * 4 : 4 + 3 * 4], zoa, rtol=1e-5, atol=1e-6)  # its slot
+
+
+def test_elu_is_the_exponential_linear_unit_with_its_gradient():
+    x = jnp.array([-90.0, -3.0, -1e-3, 0.0, 1e-3, 2.0, 90.0])
+    want = np.where(np.asarray(x) > 0, np.asarray(x), np.expm1(np.asarray(x, np.float64)))
+    np.testing.assert_allclose(elu(x), want, rtol=0, atol=2e-7)
+    grad = jax.vmap(jax.grad(elu))(x)
+    # d/dx: 1 for x >= 0 (jax.nn.elu's 1 at 0), exp(x) below
+    want_grad = np.where(np.asarray(x) >= 0, 1.0, np.exp(np.asarray(x, np.float64)))
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(grad, jax.vmap(jax.grad(jax.nn.elu))(x), rtol=1e-6)
 
 
 def test_a_one_hot_tail_dense_is_the_dense_of_the_concatenation_with_its_parameters():

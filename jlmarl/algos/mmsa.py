@@ -67,7 +67,9 @@ Diagnostics (update metrics): wm_{zs,h}_{model,still}_{1,j}: the squared error o
 joint hidden state h, imagined along the recorded actions from the posterior mean, against the
 real next steps' values, beside the "nothing changes" guess (x_{t+k} := x_t), and
 wm_{zs,h}_mean_{1,j}: the error of the best constant guess (the batch's mean), which a
-collapsed model reaches.
+collapsed model reaches; wm_h_recon_1: VAE-2's error on h_{t+1} read from the embeddings of
+the real next latent (the posterior mean of t+1 with a_{t+1}), the 1-step error a perfect VAE-1
+would leave: wm_h_model_1 - wm_h_recon_1 is the transition's share, wm_h_recon_1 the bottleneck's.
 """
 
 from __future__ import annotations
@@ -351,6 +353,14 @@ def diagnostics(nets: MmsaNets, params, mean: jax.Array, hidden: jax.Array, batc
             for kind in ("model", "still", "mean"):
                 # horizons longer than the batch's steps have no pairs: report 0
                 out[f"wm_{name}_{kind}_{k}"] = errs.get(f"{kind}_{k}", jnp.float32(0.0))
+    # VAE-2 on the embeddings of the real next latent: a perfect VAE-1's 1-step error
+    a_t = joint_onehot(batch.actions, model.n_actions)
+    a_next = jnp.concatenate([a_t[:, 1:], jnp.zeros_like(a_t[:, :1])], axis=1)  # a_{t+1}, 0 after the last
+    exact = model.apply(params, mean[:, 1:], a_next, method=MmsaWorldModel.target)
+    decoded = model.apply(params, exact, method=MmsaWorldModel.decode_hidden)  # h_{t+1} [e, T, n H]
+    padded = jnp.concatenate([decoded, decoded[:, -1:]], axis=1)[None]  # [1, e, T+1, n H]
+    recon = world_model.prediction_errors(padded, hidden, valid)
+    out["wm_h_recon_1"] = recon.get("model_1", jnp.float32(0.0))
     return jax.lax.stop_gradient(out)
 
 

@@ -9,6 +9,14 @@ import jax
 import jax.numpy as jnp
 
 
+def elu(x: jax.Array) -> jax.Array:
+    """ELU (alpha 1) with exp(x) - 1 on the negative side instead of expm1: XLA's CPU
+    expm1 is about 3x slower than its exp, and the two differ by float32 rounding
+    (< 2e-7 absolute). The inner where keeps the exp finite on the positive side and the
+    gradient at 0 equal to 1, as jax.nn.elu's."""
+    return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0.0, x)) - 1.0)
+
+
 class OneHotTailDense(nn.Module):
     """Dense([x, onehot(a)]) without building the concatenation: a one-hot picks a kernel
     row, so the product over x is made once per row of x, not once per action.
