@@ -69,7 +69,8 @@ real next steps' values, beside the "nothing changes" guess (x_{t+k} := x_t), an
 wm_{zs,h}_mean_{1,j}: the error of the best constant guess (the batch's mean), which a
 collapsed model reaches; wm_h_recon_1: VAE-2's error on h_{t+1} read from the embeddings of
 the real next latent (the posterior mean of t+1 with a_{t+1}), the 1-step error a perfect VAE-1
-would leave: wm_h_model_1 - wm_h_recon_1 is the transition's share, wm_h_recon_1 the bottleneck's.
+would leave: wm_h_model_1 - wm_h_recon_1 is the transition's share (none where it is <= 0),
+wm_h_recon_1 that of the latent and VAE-2's decoding.
 """
 
 from __future__ import annotations
