@@ -94,10 +94,11 @@ def op_times(trace_dir: Path) -> dict[str, float]:
     return totals
 
 
-def update_args(algo_name: str, env: str, batch: int, t: int):
-    """(algo, (train_state, batch, key, ctx)): a learner built as the CLI builds it and the
-    arguments of one main-training update on a random batch of t steps."""
-    engine = build(load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}"]))
+def update_args(algo_name: str, env: str, batch: int, t: int, overrides: tuple[str, ...] = ()):
+    """(algo, (train_state, batch, key, ctx)): a learner built as the CLI builds it (with the
+    given key=value overrides) and the arguments of one main-training update on a random
+    batch of t steps."""
+    engine = build(load_config([f"algo={algo_name}", f"env={env}", f"batch_size={batch}", *overrides]))
     spec, algo = engine.env.spec, engine.algo
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     ts = algo.init(keys[0])

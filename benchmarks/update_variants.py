@@ -1,0 +1,104 @@
+"""What each part of a learner costs per update: the update timed with parts switched off
+by config overrides, every variant in one process, in interleaved rounds.
+
+    python benchmarks/update_variants.py [--env smax_3m] [--batch 32] [--T 50] [--rounds 6]
+                                         [--variant NAME=algo[,key=value...] ...] [--out FILE]
+
+Default variants: MMSA as configured, its diagnostics on one episode, horizon 1, No-WM,
+No-SALE, and QMIX. Each is built as the CLI builds it and jitted on the same shapes of
+random batch (update_profile.update_args); after one warm-up call per variant, each round
+times 8 calls of every variant in turn, so that drift in the machine's speed hits them
+alike (on a noisy host, figures across processes are not comparable: the same update ran
+109-189 ms across rounds in one process). Prints each variant's median and best ms and
+its ratio to the first variant, and writes JSON. A difference between variants is the
+cost of what the override removes, at these shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import ab
+import jax
+import numpy as np
+from update_profile import update_args
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VARIANTS = [
+    "mmsa=mmsa",
+    "diag_1_episode=mmsa,mmsa.diag_episodes=1",
+    "horizon_1=mmsa,mmsa.horizon=1",
+    "no_wm=mmsa,mmsa.world_model=false",
+    "no_sale=mmsa,mmsa.sale=false",
+    "qmix=qmix",
+]
+
+
+def parse_variant(text: str) -> tuple[str, str, tuple[str, ...]]:
+    name, _, spec = text.partition("=")
+    algo, *overrides = spec.split(",")
+    if not name or not algo:
+        raise SystemExit(f"--variant {text!r}: write NAME=algo[,key=value...]")
+    return name, algo, tuple(overrides)
+
+
+def time_variants(variants, env: str, batch: int, t: int, rounds: int, calls: int = 8) -> dict:
+    compiled = {}
+    for name, algo_name, overrides in variants:
+        algo, args = update_args(algo_name, env, batch, t, overrides)
+        fn = jax.jit(algo.update).lower(*args).compile()
+        jax.block_until_ready(fn(*args))
+        compiled[name] = (fn, args)
+    times = {name: [] for name in compiled}
+    for _ in range(rounds):
+        for name, (fn, args) in compiled.items():
+            for _ in range(calls):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="smax_3m")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--T", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--variant", action="append", default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "update_variants.json")
+    args = parser.parse_args()
+    variants = [parse_variant(v) for v in args.variant or DEFAULT_VARIANTS]
+    load = os.getloadavg()[0]
+    times = time_variants(variants, args.env, args.batch, args.T, args.rounds)
+    first = 1000.0 * float(np.median(times[variants[0][0]]))
+    rows = []
+    print(f"{args.env}, batch {args.batch} x T {args.T}, {args.rounds} rounds")
+    print(f"{'variant':<16} {'median ms':>10} {'best ms':>9} {'vs first':>9}   algo, overrides")
+    for name, algo_name, overrides in variants:
+        ms = 1000.0 * np.asarray(times[name])
+        row = {
+            "variant": name, "algo": algo_name, "overrides": list(overrides),
+            "median_ms": float(np.median(ms)), "best_ms": float(ms.min()),
+            "vs_first": float(np.median(ms)) / first,
+            "round_medians_ms": [float(np.median(r)) for r in np.split(ms, args.rounds)],
+        }  # fmt: skip
+        rows.append(row)
+        print(
+            f"{name:<16} {row['median_ms']:>10.1f} {row['best_ms']:>9.1f} {row['vs_first']:>9.2f}   "
+            + " ".join((algo_name, *overrides))
+        )
+    out = ab.header("update_variants.py", None, ROOT) | {
+        "env": args.env, "batch": args.batch, "T": args.T, "rounds": args.rounds,
+        "load_average_start": load, "load_average_end": os.getloadavg()[0], "variants": rows,
+    }  # fmt: skip
+    ab.write(args.out, out)
+
+
+if __name__ == "__main__":
+    main()
