@@ -10,7 +10,8 @@ random batch (update_profile.update_args); after one warm-up call per variant, e
 times 8 calls of every variant in turn, so that drift in the machine's speed hits them
 alike (on a noisy host, figures across processes are not comparable: the same update ran
 109-189 ms across rounds in one process). Prints each variant's median and best ms and
-its ratio to the first variant, and writes JSON. A difference between variants is the
+its ratio to the first variant and the update's matrix-product GFLOP (jlmarl.core.flops, on
+the jaxpr), and writes JSON. A difference between variants is the
 cost of what the override removes, at these shapes.
 """
 
@@ -25,6 +26,8 @@ import ab
 import jax
 import numpy as np
 from update_profile import update_args
+
+from jlmarl.core.flops import count_matmul_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = [
@@ -45,10 +48,12 @@ def parse_variant(text: str) -> tuple[str, str, tuple[str, ...]]:
     return name, algo, tuple(overrides)
 
 
-def time_variants(variants, env: str, batch: int, t: int, rounds: int, calls: int = 8) -> dict:
-    compiled = {}
+def time_variants(variants, env: str, batch: int, t: int, rounds: int, calls: int = 8):
+    """({name: seconds of each call}, {name: matrix-product GFLOP of one update})."""
+    compiled, gflop = {}, {}
     for name, algo_name, overrides in variants:
         algo, args = update_args(algo_name, env, batch, t, overrides)
+        gflop[name] = count_matmul_flops(algo.update, *args).total / 1e9
         fn = jax.jit(algo.update).lower(*args).compile()
         jax.block_until_ready(fn(*args))
         compiled[name] = (fn, args)
@@ -59,7 +64,7 @@ def time_variants(variants, env: str, batch: int, t: int, rounds: int, calls: in
                 start = time.perf_counter()
                 jax.block_until_ready(fn(*args))
                 times[name].append(time.perf_counter() - start)
-    return times
+    return times, gflop
 
 
 def main():
@@ -75,23 +80,23 @@ def main():
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant or DEFAULT_VARIANTS]
     load = os.getloadavg()[0]
-    times = time_variants(variants, args.env, args.batch, args.T, args.rounds)
+    times, gflop = time_variants(variants, args.env, args.batch, args.T, args.rounds)
     first = 1000.0 * float(np.median(times[variants[0][0]]))
     rows = []
     print(f"{args.env}, batch {args.batch} x T {args.T}, {args.rounds} rounds")
-    print(f"{'variant':<16} {'median ms':>10} {'best ms':>9} {'vs first':>9}   algo, overrides")
+    print(f"{'variant':<18} {'median ms':>10} {'best ms':>9} {'vs first':>9} {'GFLOP':>7}   algo, overrides")
     for name, algo_name, overrides in variants:
         ms = 1000.0 * np.asarray(times[name])
         row = {
             "variant": name, "algo": algo_name, "overrides": list(overrides),
             "median_ms": float(np.median(ms)), "best_ms": float(ms.min()),
-            "vs_first": float(np.median(ms)) / first,
+            "vs_first": float(np.median(ms)) / first, "matmul_gflop": gflop[name],
             "round_medians_ms": [float(np.median(r)) for r in np.split(ms, args.rounds)],
         }  # fmt: skip
         rows.append(row)
         print(
-            f"{name:<16} {row['median_ms']:>10.1f} {row['best_ms']:>9.1f} {row['vs_first']:>9.2f}   "
-            + " ".join((algo_name, *overrides))
+            f"{name:<18} {row['median_ms']:>10.1f} {row['best_ms']:>9.1f} {row['vs_first']:>9.2f} "
+            f"{row['matmul_gflop']:>7.2f}   " + " ".join((algo_name, *overrides))
         )
     out = ab.header("update_variants.py", None, ROOT) | {
         "env": args.env, "batch": args.batch, "T": args.T, "rounds": args.rounds,

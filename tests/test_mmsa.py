@@ -407,6 +407,7 @@ VARIANTS = {
     "layer_norm": ["mmsa.normalizer=layer_norm"],
     "no_norm": ["mmsa.normalizer=none"],
     "sum_free_bits_same": ["mmsa.rec_reduction=sum", "mmsa.free_nats=1.0", "mmsa.rec_hidden=same"],
+    "wide_decoder": ["mmsa.decoder_hidden=5"],
 }
 
 
@@ -431,6 +432,12 @@ def test_every_variant_builds_and_its_update_traces(variant, batch):
         (m["horizon"] + 1) * m["latent_dim"] * ENV.spec.n_agents if m["world_model"] else 0
     )
     assert ts.params["mixer"]["params"]["hyper_b1"]["kernel"].shape[0] == width
+    if m["world_model"]:  # VAE-2's decoder is decoder_hidden wide (model_hidden by default), alone
+        model = ts.params["model"]["params"]
+        blocks = ("hidden_decoder", "transition", "policy_head")
+        widths = {k: model[k]["Dense_0"]["kernel"].shape[1] for k in blocks}
+        assert widths["hidden_decoder"] == (m["decoder_hidden"] or m["model_hidden"])
+        assert widths["transition"] == widths["policy_head"] == m["model_hidden"]
 
 
 def test_a_mixer_without_input_is_refused():

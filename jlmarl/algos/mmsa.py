@@ -48,7 +48,8 @@ Spec vs paper, and readings where the paper is silent (module docstring by rule)
     F.mse_loss; the paper says MSE), not the spec's summed squared norm.
   * Table 6's "dimension of the embedding layer for agent network: 4" is read as the size of
     z^o, z^{oa} and phi^{oa} (mmsa.obs_embed_dim); the world model's widths are not given
-    (mmsa.model_hidden = 64, like the SALE encoders' 64 of the spec).
+    (mmsa.model_hidden = 64, like the SALE encoders' 64 of the spec; mmsa.decoder_hidden widens
+    VAE-2's decoder alone).
   * Imagination and the world-model diagnostics use the means of the posterior and the prior
     (no sampling): the mixer's input is then a function of the episode, not of a noise draw.
   * How h enters Q_i is not given: the paper writes Q_i(z^o, z^{oa}, phi^{oa}) with the SALE
@@ -461,7 +462,8 @@ def make_nets(spec: EnvSpec, cfg: dict, method: dict) -> MmsaNets:
     model = None
     if use_model:
         d = int(method["latent_dim"]) * n
-        model = MmsaWorldModel(n, a, d, hidden, int(method["model_hidden"]), sale, norm)
+        decoder = None if method["decoder_hidden"] is None else int(method["decoder_hidden"])
+        model = MmsaWorldModel(n, a, d, hidden, int(method["model_hidden"]), sale, norm, decoder)
     return MmsaNets(
         spec=spec,
         agent=agent,

@@ -105,6 +105,7 @@ class MmsaWorldModel(nn.Module):
     width: int = 64
     sale: bool = True
     norm: str = "avg_l1"
+    decoder_width: int | None = None  # VAE-2's decoder (None: width)
 
     def setup(self):
         d, n, a = self.latent_dim, self.n_agents, self.n_actions
@@ -115,7 +116,7 @@ class MmsaWorldModel(nn.Module):
         self.phi_s = nn.Dense(d)
         self.prior = GaussianHead(d, (self.width,))
         self.transition = MLP((self.width, 3 * d if self.sale else d))
-        self.hidden_decoder = MLP((self.width, n * self.hidden_dim))
+        self.hidden_decoder = MLP((self.decoder_width or self.width, n * self.hidden_dim))
         self.policy_head = MLP((self.width, n * a))
 
     def __call__(self, h: jax.Array, actions: jax.Array) -> jax.Array:
