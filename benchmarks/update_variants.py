@@ -8,11 +8,10 @@ Default variants: MMSA as configured, its diagnostics on one episode, horizon 1,
 No-SALE, and QMIX. Each is built as the CLI builds it and jitted on the same shapes of
 random batch (update_profile.update_args); after one warm-up call per variant, each round
 times 8 calls of every variant in turn, so that drift in the machine's speed hits them
-alike (on a noisy host, figures across processes are not comparable: the same update ran
-109-189 ms across rounds in one process). Prints each variant's median and best ms and
-its ratio to the first variant and the update's matrix-product GFLOP (jlmarl.core.flops, on
-the jaxpr), and writes JSON. A difference between variants is the
-cost of what the override removes, at these shapes.
+alike (on a noisy host, timings from separate processes are not comparable). Prints each
+variant's median and best ms, its ratio to the first variant and its matrix-product GFLOP
+per update (jlmarl.core.flops, on the jaxpr), and writes JSON. A difference between
+variants is the cost of what the override removes, at these shapes.
 """
 
 from __future__ import annotations
