@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import ab
 import jax
 import numpy as np
+from row_chunks import call_seconds
 from update_profile import update_args
 
 from jlmarl.core.flops import count_matmul_flops
@@ -59,10 +59,7 @@ def time_variants(variants, env: str, batch: int, t: int, rounds: int, calls: in
     times = {name: [] for name in compiled}
     for _ in range(rounds):
         for name, (fn, args) in compiled.items():
-            for _ in range(calls):
-                start = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times[name].append(time.perf_counter() - start)
+            times[name] += call_seconds(fn, args, calls)
     return times, gflop
 
 
