@@ -30,7 +30,8 @@ Trains each algorithm through the normal CLI path (all seeds vmapped in one run 
 <run-root>/<algo>_<env>_<steps>, default hyperparameters unless overridden by trailing
 key=value; the same command continues an interrupted run from its checkpoint), and with
 --from-runs DIR ... also summarises runs that already exist (finished or interrupted; cut
-after their first evaluation past --steps), and with --from-json FILE ... the entries of
+after their first evaluation past --steps; runs given the same --labels name are pooled
+into one entry, their seeds side by side), and with --from-json FILE ... the entries of
 an earlier run of this script (for runs whose folders are gone), listed first. Prints, per
 algorithm, the mean test win rate over seeds at every 100k env steps, the final one, the
 mean of each seed's last three evaluations with its 95% Student-t interval over seeds (with
@@ -92,12 +93,23 @@ def logged_lines(run_dir: Path, seed: int) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics" / f"seed_{seed}.jsonl").read_text().splitlines()]
 
 
+def seed_lines(run_dirs: list[Path]) -> list[list[dict]]:
+    """Every seed's logged lines, the seeds of each run in turn (runs pooled under one label)."""
+    return [logged_lines(d, k) for d in run_dirs for k in range(OmegaConf.load(d / "config.yaml").num_seeds)]
+
+
 def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -> dict:
-    """Per-seed evaluations (lines with `metric`); with `until`, cut after each seed's
-    first evaluation at or past `until` env steps (a longer run at a shorter budget)."""
+    """Per-seed evaluations (lines with `metric`) of one run's first n_seeds seeds; see
+    seed_curves."""
+    return seed_curves([logged_lines(run_dir, k) for k in range(n_seeds)], metric, until)
+
+
+def seed_curves(seeds: list[list[dict]], metric: str, until: int | None = None) -> dict:
+    """Per-seed evaluations (lines with `metric`) from each seed's logged lines; with `until`,
+    cut after each seed's first evaluation at or past `until` env steps (a longer run at a
+    shorter budget)."""
     per_seed = []
-    for k in range(n_seeds):
-        lines = logged_lines(run_dir, k)
+    for lines in seeds:
         lines = [x for x in lines if x.get(metric) is not None]
         if until is not None:
             past = [i for i, x in enumerate(lines) if x["env_steps"] >= until]
@@ -117,14 +129,13 @@ def curves(run_dir: Path, n_seeds: int, metric: str, until: int | None = None) -
 
 
 def final_train_metrics(
-    run_dir: Path, n_seeds: int, prefix: tuple[str, ...], until: int | None, last: int = 3
+    seeds: list[list[dict]], prefix: tuple[str, ...], until: int | None, last: int = 3
 ) -> dict:
     """Training metrics whose names start with one of `prefix` (e.g. wm_: the world-model
     diagnostics): the mean over seeds of each seed's last `last` logged lines at or before
-    `until` env steps (when given)."""
+    `until` env steps (when given). seeds: each seed's logged lines."""
     per_seed = []
-    for k in range(n_seeds):
-        lines = logged_lines(run_dir, k)
+    for lines in seeds:
         lines = [x for x in lines if any(key.startswith(prefix) for key in x)]
         if until is not None:
             lines = [x for x in lines if x["env_steps"] <= until]
@@ -165,9 +176,17 @@ def final_ci(curve: dict, last: int = 3) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) -> dict:
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    curve = curves(run_dir, cfg.num_seeds, args.metric, until=args.steps)
+def summarise(run_dirs: list[Path], args, wall_s, compile_s, label: str | None = None) -> dict:
+    """One entry of the results: a run, or runs pooled under one label (their seeds side by
+    side; they must be on the same env)."""
+    cfgs = [OmegaConf.load(d / "config.yaml") for d in run_dirs]
+    cfg = cfgs[0]
+    envs = {c.env.name for c in cfgs}
+    if len(envs) > 1:
+        envs_text = ", ".join(sorted(envs))
+        raise SystemExit(f"--labels pools runs on different envs ({envs_text}): give them their own labels")
+    seeds = seed_lines(run_dirs)
+    curve = seed_curves(seeds, args.metric, until=args.steps)
     reach_steps, reach_wall = first_reach(curve, args.threshold)
     final, low, high = final_ci(curve)
     return {
@@ -177,10 +196,10 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
         "command": "python benchmarks/learning.py " + shlex.join(sys.argv[1:]),
         "commit": ab.commit(ROOT),
         "env": cfg.env.name,
-        "seeds": cfg.num_seeds,
-        "total_steps": cfg.total_steps,
+        "seeds": len(seeds),
+        "total_steps": cfg.total_steps if len(cfgs) == 1 else [c.total_steps for c in cfgs],
         "num_envs": cfg.num_envs,
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dirs[0]) if len(run_dirs) == 1 else [str(d) for d in run_dirs],
         "finished": wall_s is not None,
         "wall_s": wall_s if wall_s is not None else curve["wall_s"][-1],
         "compile_s": compile_s,
@@ -191,7 +210,7 @@ def summarise(run_dir: Path, args, wall_s, compile_s, label: str | None = None) 
         f"steps_to_{args.threshold}": reach_steps,
         f"wall_s_to_{args.threshold}": reach_wall,
         "curve": curve,
-    } | ({"train_metrics": final_train_metrics(run_dir, cfg.num_seeds, tuple(args.train_metrics), args.steps)}
+    } | ({"train_metrics": final_train_metrics(seeds, tuple(args.train_metrics), args.steps)}
          if args.train_metrics else {})  # fmt: skip
 
 
@@ -219,7 +238,10 @@ def main():
     )
     parser.add_argument("--baseline", default=None, help="last-3 differences to this algorithm")
     parser.add_argument(
-        "--labels", nargs="+", default=None, help="names for --from-runs (default: each run's algo)"
+        "--labels",
+        nargs="+",
+        default=None,
+        help="names for --from-runs (default: each run's algo); runs given the same name are pooled",
     )
     parser.add_argument(
         "--train-metrics",
@@ -255,13 +277,16 @@ def main():
                 ]
             )
         summary = run(cfg)
-        results.append(summarise(run_dir, args, summary["wall_s"], summary["compile_s"], label=algo))
+        results.append(summarise([run_dir], args, summary["wall_s"], summary["compile_s"], label=algo))
         write(results, args.json)
     labels = args.labels or []
     if args.from_runs and len(labels) not in (0, len(args.from_runs)):
         parser.error(f"--labels names {len(labels)} runs and --from-runs gives {len(args.from_runs)}")
+    pooled: dict[str, list[Path]] = {}  # runs given the same label: one entry, seeds side by side
     for i, run_dir in enumerate(args.from_runs or []):
-        results.append(summarise(run_dir, args, None, None, label=labels[i] if labels else None))
+        pooled.setdefault(labels[i] if labels else str(i), []).append(run_dir)
+    for name, run_dirs in pooled.items():
+        results.append(summarise(run_dirs, args, None, None, label=name if labels else None))
         write(results, args.json)
 
     print(f"\n{args.metric}, mean over seeds (env steps in thousands)")
