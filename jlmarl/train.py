@@ -32,7 +32,7 @@ from jlmarl import algos, allocator, envs, multirun
 from jlmarl.config import ConfigError, frozen_differences, load_config, usage
 from jlmarl.core import compile_cache, traced
 from jlmarl.core.algo import AlgoConfigError
-from jlmarl.core.buffer import buffer_init, check_buffer_fits
+from jlmarl.core.buffer import buffer_init, check_buffer_fits, check_program_fits
 from jlmarl.core.checkpoint import Checkpointer, CheckpointError, CheckpointSaveError, abstract_like
 from jlmarl.core.engine import Engine, EngineConfig
 from jlmarl.core.metrics_log import MetricsLog, short_files
@@ -441,6 +441,8 @@ def _run_in(cfg: DictConfig, engine: Engine, sharding, run_dir: Path, signals: _
     folder, key = _trace_store(cfg, engine, sharding, (carry, np.int32(0), all_due, all_due))
     chunk = traced.compile_program(engine.chunk, (carry, np.int32(0), all_due, all_due), 1, folder, key)
     compile_s = time.time() - t0
+    sizes = {"num_seeds": n_seeds, "num_envs": cfg.num_envs, "batch_size": cfg.batch_size}
+    check_program_fits(getattr(chunk, "compiled", chunk), jax.devices()[0], sizes)
     _fault("after_compile")
     print(
         f"jlmarl: {cfg.algo.name} on {spec.name}, {n_seeds} seed(s) x {cfg.num_envs} envs"

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ from jlmarl.core.buffer import (
     buffer_init,
     buffer_sample,
     check_buffer_fits,
+    check_program_fits,
     episode_nbytes,
     episode_shapes,
 )
@@ -74,3 +77,26 @@ def test_too_large_buffer_fails_before_allocating():
     assert check_buffer_fits(
         SPEC, 10, 2, jax.devices()[0], episodes_in_flight=in_flight
     ) == 40 * episode_nbytes(SPEC)
+
+
+class _Analysed:
+    """A compiled program as check_program_fits reads it: only its memory analysis."""
+
+    def __init__(self, temp_bytes):
+        self.temp_bytes = temp_bytes
+
+    def memory_analysis(self):
+        return None if self.temp_bytes is None else SimpleNamespace(temp_size_in_bytes=self.temp_bytes)
+
+
+def test_a_chunk_whose_working_memory_cannot_fit_is_refused_before_it_trains():
+    device = jax.devices()[0]
+    sizes = {"num_seeds": 3, "num_envs": 8, "batch_size": 128}
+    message = r"needs \d+\.\d+ GiB .*\(num_seeds=3, num_envs=8, batch_size=128\) .*lower batch_size"
+    with pytest.raises(MemoryError, match=message):
+        check_program_fits(_Analysed(1 << 60), device, sizes)
+    assert check_program_fits(_Analysed(4096), device, sizes) == 4096
+    assert check_program_fits(_Analysed(None), device, sizes) == 0  # a backend without the analysis
+    # a real compiled program's own figure is what is read
+    compiled = jax.jit(lambda x: jnp.cumsum(x @ x.T, axis=0)[-1]).lower(jnp.ones((256, 256))).compile()
+    assert check_program_fits(compiled, device, sizes) == compiled.memory_analysis().temp_size_in_bytes

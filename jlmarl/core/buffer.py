@@ -140,6 +140,27 @@ def available_memory_bytes(device: jax.Device) -> tuple[int, str]:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"), "available host RAM"
 
 
+def check_program_fits(compiled, device: jax.Device, settings: dict[str, int], fraction: float = 0.9) -> int:
+    """Raises MemoryError if one call of a compiled program needs more working memory
+    (XLA's temporaries) than `fraction` of what is free now; its arguments (the carry,
+    the replay buffer) are allocated already and not counted again. XLA's figure leaves out
+    what the runtime holds besides (checkpoint copies, the allocator's caches), so this
+    refuses only a run that cannot fit at all, before it trains, instead of the kernel
+    killing it mid-run. settings: what sizes the program, named in the message. Returns
+    the bytes (0 where the backend gives no analysis)."""
+    analysis = compiled.memory_analysis()
+    temp = int(getattr(analysis, "temp_size_in_bytes", 0) or 0) if analysis is not None else 0
+    free, where = available_memory_bytes(device)
+    if temp > fraction * free:
+        parts = ", ".join(f"{k}={v}" for k, v in settings.items())
+        raise MemoryError(
+            f"the compiled training chunk needs {temp / 2**30:.2f} GiB of working memory besides "
+            f"its buffers ({parts}) but only {free / 2**30:.2f} GiB of {where} is free (at most "
+            f"{fraction:.0%} may be used); lower batch_size or num_seeds"
+        )
+    return temp
+
+
 def check_buffer_fits(
     spec: EnvSpec,
     capacity: int,
